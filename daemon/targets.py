@@ -175,9 +175,9 @@ def parse_targets(data: bytes) -> ParsedTargets:
             errors.append((number, str(exc)))
             continue
         if target.url in seen:
-            first = seen[target.url]
+            first_line = seen[target.url]
             shown = target.display_url
-            errors.append((number, f"duplicate url {shown!r} (first on line {first}), skipped"))
+            errors.append((number, f"duplicate url {shown!r} (first on line {first_line}), skipped"))
             continue
         seen[target.url] = number
         targets.append(target)
