@@ -177,7 +177,9 @@ def parse_targets(data: bytes) -> ParsedTargets:
         if target.url in seen:
             first_line = seen[target.url]
             shown = target.display_url
-            errors.append((number, f"duplicate url {shown!r} (first on line {first_line}), skipped"))
+            errors.append(
+                (number, f"duplicate url {shown!r} (first on line {first_line}), skipped")
+            )
             continue
         seen[target.url] = number
         targets.append(target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -51,6 +52,15 @@ class DaemonProcess:
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
 
+    def get_no_redirect(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics as {'name{labels}': value}."""
         _, _, body = self.get("/metrics")
@@ -70,7 +80,8 @@ class DaemonProcess:
         return json.loads(body)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
