@@ -52,16 +52,11 @@ def describe_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class S3TargetSource:
-    """The targets CSV in S3. The checksum is the object's ETag.
-
-    Each check is one conditional GET (``If-None-Match``): S3 answers 304 with no body when the
-    object is unchanged, so an unchanged list is never downloaded again.
-    """
+class _S3Object:
+    """One S3 object, with a client made on first use (so start-up never waits on AWS)."""
 
     def __init__(self, url: str, client: Any | None = None) -> None:
         self.bucket, self.key = parse_s3_url(url)
-        self.description = url
         self._client = client
 
     @property
@@ -69,6 +64,18 @@ class S3TargetSource:
         if self._client is None:
             self._client = make_client("s3")
         return self._client
+
+
+class S3TargetSource(_S3Object):
+    """The targets CSV in S3. The checksum is the object's ETag.
+
+    Each check is one conditional GET (``If-None-Match``): S3 answers 304 with no body when the
+    object is unchanged, so an unchanged list is never downloaded again.
+    """
+
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        super().__init__(url, client)
+        self.description = url
 
     def fetch(self, known_checksum: str | None) -> Fetched | None:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
@@ -88,7 +95,7 @@ class S3TargetSource:
         return Fetched(data, response.get("ETag") or "")
 
 
-class S3ResultsFile:
+class S3ResultsFile(_S3Object):
     """The results document as one S3 object, and ``status.html`` beside it.
 
     The bucket stays private: ``GET /results`` answers with a presigned GET that expires in
@@ -98,15 +105,8 @@ class S3ResultsFile:
     name = "results_file"
 
     def __init__(self, url: str, client: Any | None = None) -> None:
-        self.bucket, self.key = parse_s3_url(url)
+        super().__init__(url, client)
         self.status_key = posixpath.join(posixpath.dirname(self.key), "status.html")
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = make_client("s3")
-        return self._client
 
     def publish(self, snapshot: Snapshot) -> None:
         try:
