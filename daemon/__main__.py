@@ -1,0 +1,240 @@
+"""``python -m daemon``: patch gevent first, read settings, wire the parts, run until SIGTERM.
+
+All wiring lives here; no module reaches for a global. Data flows one way:
+targets source -> scheduler -> probe -> results store -> sinks and /metrics.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import logging  # noqa: E402 - everything below must see the patched socket, ssl, time
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+from prometheus_client import disable_created_metrics  # noqa: E402
+
+from daemon import __version__  # noqa: E402
+from daemon.app import create_app  # noqa: E402
+from daemon.clock import SystemClock  # noqa: E402
+from daemon.exposition import Exposition  # noqa: E402
+from daemon.logs import configure, event  # noqa: E402
+from daemon.probe import Prober, make_ssl_context  # noqa: E402
+from daemon.reloader import Reloader  # noqa: E402
+from daemon.report import build_document, render_status_page  # noqa: E402
+from daemon.results import ResultsStore  # noqa: E402
+from daemon.scheduler import Scheduler  # noqa: E402
+from daemon.settings import ConfigError, Settings, load  # noqa: E402
+from daemon.sinks import LocalResultsFile, Publisher, Snapshot  # noqa: E402
+from daemon.sources import LocalFileSource, SourceError, TargetSource  # noqa: E402
+from daemon.targets import TargetsError, parse_targets  # noqa: E402
+from daemon.telemetry import Telemetry  # noqa: E402
+
+log = logging.getLogger("daemon")
+
+SHUTDOWN_BUDGET = 8.0  # seconds for the last writes; SPEC allows 10 s from SIGTERM to exit
+
+
+def make_source(settings: Settings) -> TargetSource:
+    if settings.targets.startswith("s3://"):
+        from daemon.s3 import S3TargetSource
+
+        return S3TargetSource(settings.targets)
+    return LocalFileSource(settings.targets)
+
+
+def make_sinks(settings: Settings, store: ResultsStore) -> list[object]:
+    sinks: list[object] = []
+    if settings.results is not None:
+        if settings.results.startswith("s3://"):
+            from daemon.s3 import S3ResultsFile
+
+            sinks.append(S3ResultsFile(settings.results))
+        else:
+            sinks.append(LocalResultsFile(settings.results))
+    if settings.cloudwatch_namespace:
+        from daemon.cloudwatch import CloudWatchSink
+
+        sinks.append(
+            CloudWatchSink(
+                namespace=settings.cloudwatch_namespace,
+                application=settings.app_name,
+                url_metrics=settings.cloudwatch_url_metrics,
+                store=store,
+            )
+        )
+    return sinks
+
+
+class Daemon:
+    """The wired parts of one running upcheck."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = SystemClock()
+        self.telemetry = Telemetry()
+        self.store = ResultsStore()
+        self.prober = Prober(
+            make_ssl_context(settings.ca_file),
+            allow_link_local=settings.allow_link_local,
+            default_timeout=settings.timeout,
+        )
+        self.scheduler = Scheduler(
+            self.prober.probe,
+            self.store,
+            self.telemetry,
+            self.clock,
+            interval=settings.interval,
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+        )
+        self.source = make_source(settings)
+        self.reloader = Reloader(
+            self.source, self.scheduler, self.telemetry, self.clock, settings.reload_interval
+        )
+        self.sinks = make_sinks(settings, self.store)
+        self.publishers = [
+            Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)  # type: ignore[arg-type]
+            for sink in self.sinks
+        ]
+        self.exposition = Exposition(self.store, self.telemetry)
+
+    def snapshot(self) -> Snapshot:
+        document = build_document(self.store, self.settings.app_name)
+        return Snapshot(
+            document=document,
+            status_html=render_status_page(document),
+            targets_load_success=self.reloader.loaded and self.reloader.last_error is None,
+        )
+
+    def ready(self) -> tuple[bool, str]:
+        if self.reloader.loaded:
+            return True, f"ready: {len(self.store)} targets"
+        return False, f"targets not loaded yet: {self.reloader.last_error or 'loading'}"
+
+    def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]:
+        for sink in self.sinks:
+            answer = getattr(sink, "results_answer", None)
+            if answer is not None:
+                return answer()  # type: ignore[no-any-return]
+        return "404 Not Found", [("Content-Type", "text/plain")], b"results file disabled\n"
+
+    def app(self) -> Callable[..., Iterable[bytes]]:
+        return create_app(
+            metrics=self.exposition.render,
+            health=self.scheduler.health,
+            ready=self.ready,
+            results=self.results_answer,
+            status_page=lambda: render_status_page(
+                build_document(self.store, self.settings.app_name)
+            ),
+        )
+
+    def flush(self) -> None:
+        """Last writes of every sink, in parallel, within the shutdown budget."""
+        jobs = [gevent.spawn(p.flush, SHUTDOWN_BUDGET) for p in self.publishers]
+        gevent.joinall(jobs, timeout=SHUTDOWN_BUDGET + 0.5)
+
+
+def run_forever(daemon: Daemon) -> int:
+    settings = daemon.settings
+    server = WSGIServer(
+        (settings.listen_host, settings.listen_port),
+        daemon.app(),
+        log=None,
+        error_log=logging.getLogger("daemon.http"),
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        print(
+            f"upcheck: error: cannot listen on {settings.listen_host}:{settings.listen_port}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
+    log.info(
+        event(
+            "started",
+            version=__version__,
+            listen=f"{settings.listen_host}:{server.server_port}",
+            targets=daemon.source.description,
+            results=settings.results or "off",
+            cloudwatch=settings.cloudwatch_namespace or "off",
+        )
+    )
+    daemon.scheduler.start()
+    daemon.reloader.check()
+    daemon.reloader.start()
+    for publisher in daemon.publishers:
+        publisher.start()
+
+    stopping = Event()
+
+    def on_signal(signum: int) -> None:
+        if not stopping.is_set():  # Ctrl-C under `make run` can bring SIGINT and SIGTERM
+            log.info(event("stopping", signal=signal.Signals(signum).name))
+            stopping.set()
+
+    gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+    gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
+    stopping.wait()
+    daemon.reloader.stop()
+    daemon.scheduler.stop()
+    daemon.flush()
+    server.stop(timeout=1)
+    log.info(event("stopped"))
+    return 0
+
+
+def run_once(daemon: Daemon) -> int:
+    try:
+        fetched = daemon.source.fetch(None)
+        assert fetched is not None
+        parsed = parse_targets(fetched.data)
+    except (SourceError, TargetsError) as exc:
+        print(f"upcheck: error: cannot load targets: {exc}", file=sys.stderr)
+        return 2
+    for problem in parsed.errors:
+        log.warning(event("targets_row_skipped", source=daemon.source.description, problem=problem))
+    daemon.reloader.loaded = True
+    daemon.scheduler.probe_all_once(parsed.targets)
+    for publisher in daemon.publishers:
+        publisher.attempt()
+    all_up = True
+    for state in daemon.store.states():
+        result = state.last
+        assert result is not None
+        all_up &= result.up
+        status = result.status_code if result.status_code is not None else "-"
+        verdict = "UP  " if result.up else "DOWN"
+        detail = "" if result.up else f"  {result.error_kind}: {result.error}"
+        print(
+            f"{verdict} {status!s:>3} {result.duration * 1000:7.0f}ms  {state.target.name}  "
+            f"{state.target.display_url}{detail}"
+        )
+    total, up, down = daemon.store.counts()
+    print(f"{up}/{total} up, {down} down")
+    return 0 if all_up else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"upcheck: error: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level)
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    daemon = Daemon(settings)
+    if settings.once:
+        return run_once(daemon)
+    return run_forever(daemon)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Time, injected: the scheduler asks this object instead of the time module.
+
+Tests hand the scheduler a fake clock and move time forward by hand; production uses
+:class:`SystemClock`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import gevent
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(max(seconds, 0.0))

@@ -1,0 +1,110 @@
+"""``/metrics``: the daemon's own registry plus one set of blackbox-style series per target.
+
+Per-target series are not prometheus_client objects: at 50k targets that would mean ~700k
+child objects and a slow scrape. Instead each target's lines are rendered from its latest
+result when that result changes, cached on its version, and joined per metric family at scrape
+time, so a scrape costs a join over cached strings plus the targets that changed since.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from daemon.probe import PHASES, ProbeResult
+from daemon.results import ResultsStore, TargetState
+from daemon.targets import Target
+from daemon.telemetry import Telemetry
+
+# (name, type, help) in exposition order; the order of the tuple each target renders.
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("probe_success", "gauge", "Whether the last probe succeeded (1) or failed (0)."),
+    ("probe_duration_seconds", "gauge", "How long the last probe took, in seconds."),
+    ("probe_http_status_code", "gauge", "HTTP status of the last response; 0 if none."),
+    (
+        "probe_http_duration_seconds",
+        "gauge",
+        "Duration of each phase of the last probe, summed over redirects, in seconds.",
+    ),
+    ("probe_http_content_length", "gauge", "Body length of the last response; -1 if unknown."),
+    ("probe_http_redirects", "gauge", "Redirects followed by the last probe."),
+    ("probe_http_ssl", "gauge", "1 if the last probe's final URL was https, else 0."),
+    (
+        "probe_ssl_earliest_cert_expiry",
+        "gauge",
+        "Unix time of the earliest expiry of a certificate the last probe saw.",
+    ),
+    ("upcheck_consecutive_failures", "gauge", "Failed probes in a row; 0 after a success."),
+)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if value != int(value) else f"{int(value)}"
+
+
+class _Rendered:
+    __slots__ = ("lines", "state", "version")
+
+    def __init__(self, state: TargetState, lines: tuple[str, ...]) -> None:
+        self.state = state  # a replaced target gets a new state: never reuse its lines
+        self.version = state.version
+        self.lines = lines
+
+
+def _render(target: Target, state: TargetState) -> tuple[str, ...]:
+    """One string per family (possibly several lines), each ending in a newline."""
+    labels = f'name="{_escape(target.name)}",url="{_escape(target.display_url)}"'
+    result: ProbeResult | None = state.last
+    if result is None:
+        return ("",) * len(FAMILIES)
+    phases = "".join(
+        f'probe_http_duration_seconds{{{labels},phase="{phase}"}} {_num(seconds)}\n'
+        for phase, seconds in zip(PHASES, result.phases, strict=True)
+    )
+    expiry = (
+        f"probe_ssl_earliest_cert_expiry{{{labels}}} {_num(result.cert_expiry)}\n"
+        if result.cert_expiry is not None
+        else ""
+    )
+    return (
+        f"probe_success{{{labels}}} {1 if result.up else 0}\n",
+        f"probe_duration_seconds{{{labels}}} {_num(result.duration)}\n",
+        f"probe_http_status_code{{{labels}}} {result.status_code or 0}\n",
+        phases,
+        f"probe_http_content_length{{{labels}}} {result.content_length}\n",
+        f"probe_http_redirects{{{labels}}} {result.redirects}\n",
+        f"probe_http_ssl{{{labels}}} {1 if result.ssl else 0}\n",
+        expiry,
+        f"upcheck_consecutive_failures{{{labels}}} {state.consecutive_failures}\n",
+    )
+
+
+class Exposition:
+    def __init__(self, store: ResultsStore, telemetry: Telemetry) -> None:
+        self._store = store
+        self._telemetry = telemetry
+        self._cache: dict[str, _Rendered] = {}
+        self._cache_generation = -1
+
+    def render(self) -> bytes:
+        if self._cache_generation != self._store.generation:
+            live = {state.target.url for state in self._store.states()}
+            for url in [u for u in self._cache if u not in live]:
+                del self._cache[url]
+            self._cache_generation = self._store.generation
+        per_target: list[tuple[str, ...]] = []
+        for state in self._store.states():
+            cached = self._cache.get(state.target.url)
+            if cached is None or cached.state is not state or cached.version != state.version:
+                cached = _Rendered(state, _render(state.target, state))
+                self._cache[state.target.url] = cached
+            per_target.append(cached.lines)
+        parts = [generate_latest(self._telemetry.registry).decode()]
+        for index, (name, kind, help_text) in enumerate(FAMILIES):
+            parts.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+            parts.append("".join(lines[index] for lines in per_target))
+        return "".join(parts).encode()

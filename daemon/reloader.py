@@ -1,0 +1,115 @@
+"""Watches the targets source and hands each good new list to the scheduler.
+
+Checked every reload interval; a list is parsed and applied only when the source's checksum
+changed. A source that cannot be read, or a file rejected whole, leaves the last good list in
+force and is counted; before the first good list, retries back off from 1 s up to the reload
+interval so a daemon started before its bucket exists comes up as soon as it can.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gevent
+
+from daemon.clock import Clock
+from daemon.logs import event
+from daemon.scheduler import Scheduler
+from daemon.sources import SourceError, TargetSource
+from daemon.targets import TargetsError, parse_targets
+from daemon.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+class Reloader:
+    def __init__(
+        self,
+        source: TargetSource,
+        scheduler: Scheduler,
+        telemetry: Telemetry,
+        clock: Clock,
+        reload_interval: float,
+    ) -> None:
+        self._source = source
+        self._scheduler = scheduler
+        self._telemetry = telemetry
+        self._clock = clock
+        self._reload_interval = reload_interval
+        self._checksum: str | None = None
+        self._greenlet: gevent.Greenlet | None = None
+        self.loaded = False  # a good list has been applied at least once (drives /ready)
+        self.last_error: str | None = None
+
+    def check(self) -> bool:
+        """Look at the source once; apply a changed, valid list. Returns True if all went well."""
+        try:
+            fetched = self._source.fetch(self._checksum)
+        except SourceError as exc:
+            return self._failed(str(exc))
+        if fetched is None:
+            return True
+        try:
+            parsed = parse_targets(fetched.data)
+        except TargetsError as exc:
+            self._checksum = fetched.checksum  # don't re-parse the same bad file every time
+            return self._failed(f"{self._source.description}: {exc}")
+        for problem in parsed.errors:
+            log.warning(
+                event("targets_row_skipped", source=self._source.description, problem=problem)
+            )
+        if not parsed.targets:
+            log.warning(event("targets_empty", source=self._source.description))
+        added, removed, changed = self._scheduler.apply(parsed.targets)
+        self._checksum = fetched.checksum
+        self._telemetry.targets_loaded(len(parsed.targets), len(parsed.errors))
+        log.info(
+            event(
+                "targets_loaded" if not self.loaded else "targets_reloaded",
+                source=self._source.description,
+                targets=len(parsed.targets),
+                added=added,
+                removed=removed,
+                changed=changed,
+                skipped_rows=len(parsed.errors),
+                checksum=fetched.checksum[:16],
+            )
+        )
+        self.loaded = True
+        self.last_error = None
+        return True
+
+    def _failed(self, reason: str) -> bool:
+        self.last_error = reason
+        self._telemetry.targets_load_failed()
+        log.error(
+            event(
+                "targets_load_failed",
+                source=self._source.description,
+                error=reason,
+                keeping="last good list" if self.loaded else "nothing loaded yet",
+            )
+        )
+        return False
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._loop)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=2)
+
+    def _loop(self) -> None:
+        """Runs after the first synchronous :meth:`check` done by the caller."""
+        backoff = 1.0
+        while True:
+            if self.loaded:
+                delay = self._reload_interval
+            else:
+                delay = backoff
+                backoff = min(backoff * 2, self._reload_interval)
+            self._clock.sleep(delay)
+            try:
+                self.check()
+            except Exception:
+                log.exception(event("targets_reload_crashed", source=self._source.description))

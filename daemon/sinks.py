@@ -1,0 +1,168 @@
+"""Sinks: where the figures go every publish interval (results file, CloudWatch).
+
+Each sink runs in a :class:`Publisher` greenlet of its own, so a slow or failing sink never
+delays probing or another sink. Failures are logged, counted in
+``upcheck_sink_errors_total{sink}`` and retried with exponential backoff capped at the publish
+interval; ``flush()`` makes one last attempt at shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gevent
+
+from daemon.clock import Clock
+from daemon.logs import event
+from daemon.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What every sink publishes: one instant of the results store."""
+
+    document: dict[str, Any]
+    status_html: str
+    targets_load_success: bool
+
+    def document_bytes(self) -> bytes:
+        return json.dumps(self.document, separators=(",", ":"), allow_nan=False).encode()
+
+
+class Sink(Protocol):
+    name: str  # the ``sink`` label: results_file, cloudwatch
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Write the snapshot; raise on failure (the publisher counts and retries)."""
+        ...
+
+
+class HttpAnswer(Protocol):
+    """How ``GET /results`` is answered for a results destination."""
+
+    def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]: ...
+
+
+class LocalResultsFile:
+    """The results document on local disk, written whole: temp file, fsync, rename.
+
+    ``status.html`` is written beside it the same way, so a web server pointed at the folder
+    serves the same page as ``GET /``.
+    """
+
+    name = "results_file"
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self.status_path = os.path.join(os.path.dirname(self.path), "status.html")
+
+    def publish(self, snapshot: Snapshot) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        _atomic_write(self.path, snapshot.document_bytes())
+        _atomic_write(self.status_path, snapshot.status_html.encode())
+
+    def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]:
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return "503 Service Unavailable", [("Retry-After", "5")], b"results not written yet\n"
+        return "200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-cache")], data
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".upcheck-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class Publisher:
+    """Runs one sink every ``interval`` seconds in its own greenlet."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        snapshot: Callable[[], Snapshot],
+        telemetry: Telemetry,
+        clock: Clock,
+        interval: float,
+    ) -> None:
+        self.sink = sink
+        self._snapshot = snapshot
+        self._telemetry = telemetry
+        self._clock = clock
+        self._interval = interval
+        self._greenlet: gevent.Greenlet | None = None
+        self._failures = 0
+        telemetry.sink_registered(sink.name)
+
+    def attempt(self) -> bool:
+        """Publish once now. True on success; a failure is logged and counted, never raised."""
+        try:
+            self.sink.publish(self._snapshot())
+        except Exception as exc:
+            self._failures += 1
+            self._telemetry.sink_failed(self.sink.name)
+            log.error(
+                event(
+                    "sink_failed",
+                    sink=self.sink.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    failures_in_a_row=self._failures,
+                )
+            )
+            return False
+        if self._failures:
+            log.info(event("sink_recovered", sink=self.sink.name, after_failures=self._failures))
+        self._failures = 0
+        self._telemetry.sink_succeeded(self.sink.name)
+        return True
+
+    def next_delay(self) -> float:
+        """The publish interval; after failures, 1, 2, 4 ... seconds up to that interval."""
+        if not self._failures:
+            return self._interval
+        return float(min(self._interval, 2 ** (self._failures - 1)))
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._loop)
+
+    def _loop(self) -> None:
+        while True:
+            self._clock.sleep(self.next_delay())
+            self.attempt()
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=2)
+
+    def flush(self, timeout: float) -> bool:
+        """The last write at shutdown, bounded by ``timeout`` seconds."""
+        self.stop()
+        done = gevent.spawn(self.attempt)
+        done.join(timeout)
+        if done.ready():
+            return bool(done.value)
+        done.kill(block=False)
+        log.error(event("sink_flush_timed_out", sink=self.sink.name, timeout=timeout))
+        self._telemetry.sink_failed(self.sink.name)
+        return False

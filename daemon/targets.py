@@ -1,0 +1,195 @@
+"""The targets CSV: what a :class:`Target` is and how a file becomes a list of them.
+
+Parsing never raises on a bad row: the row is skipped and reported as ``line N: reason``. A file
+that cannot be decoded, or that has rows but none valid, is rejected whole by raising
+:class:`TargetsError`, so the caller keeps the last good list.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from daemon.redact import redact_url
+
+METHODS = ("GET", "HEAD")
+DEFAULT_EXPECTED = ((200, 399),)
+COLUMNS = ("url", "name", "interval", "timeout", "method", "expected_status", "body_contains")
+
+
+class TargetsError(ValueError):
+    """The whole targets file is unusable; the last good list stays in force."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One URL to watch, with its own settings (``None`` means: use the daemon's default)."""
+
+    url: str
+    name: str
+    interval: float | None = None
+    timeout: float | None = None
+    method: str = "GET"
+    expected_status: tuple[tuple[int, int], ...] = DEFAULT_EXPECTED
+    body_contains: str | None = None
+
+    @property
+    def display_url(self) -> str:
+        """The URL as written, with credentials masked: the only form ever shown."""
+        return redact_url(self.url)
+
+    def status_ok(self, status: int) -> bool:
+        return any(low <= status <= high for low, high in self.expected_status)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTargets:
+    targets: tuple[Target, ...]
+    errors: tuple[str, ...]  # "line N: reason", in file order
+
+
+def parse_expected_status(raw: str) -> tuple[tuple[int, int], ...]:
+    """``200``, ``200-299`` or ``200,301,302`` (ranges and lists may be mixed)."""
+    ranges: list[tuple[int, int]] = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low_s, dash, high_s = part.partition("-")
+        try:
+            low = int(low_s)
+            high = int(high_s) if dash else low
+        except ValueError:
+            raise ValueError(f"bad expected_status {raw!r}") from None
+        if not (100 <= low <= high <= 599):
+            raise ValueError(f"bad expected_status {raw!r}: codes are 100-599, low to high")
+        ranges.append((low, high))
+    if not ranges:
+        raise ValueError(f"bad expected_status {raw!r}")
+    return tuple(ranges)
+
+
+def _seconds(column: str, raw: str) -> float | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"bad {column} {raw!r}: not a number") from None
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"bad {column} {raw!r}: must be greater than 0")
+    return value
+
+
+def check_url(url: str) -> str:
+    """Return the URL stripped of surrounding blanks, or raise ValueError saying what is wrong."""
+    url = url.strip()
+    if not url:
+        raise ValueError("empty url")
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"bad url {shown!r}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"bad url {shown!r}: only http and https are supported")
+    if not parts.hostname:
+        raise ValueError(f"bad url {shown!r}: no host")
+    if any(ch.isspace() for ch in url):
+        raise ValueError(f"bad url {shown!r}: contains white space")
+    return url
+
+
+def _default_name(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    path = parts.path.rstrip("/")
+    return f"{host}{path}" if path else host
+
+
+def _row_to_target(row: dict[str, str]) -> Target:
+    url = check_url(row.get("url", ""))
+    method = (row.get("method") or "GET").strip().upper() or "GET"
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: use GET or HEAD")
+    expected_raw = (row.get("expected_status") or "").strip()
+    body = row.get("body_contains") or ""
+    return Target(
+        url=url,
+        name=(row.get("name") or "").strip() or _default_name(url),
+        interval=_seconds("interval", row.get("interval") or ""),
+        timeout=_seconds("timeout", row.get("timeout") or ""),
+        method=method,
+        expected_status=parse_expected_status(expected_raw) if expected_raw else DEFAULT_EXPECTED,
+        body_contains=body if body.strip() else None,
+    )
+
+
+def parse_targets(data: bytes) -> ParsedTargets:
+    """Parse CSV bytes. Raises :class:`TargetsError` when the file as a whole is unusable."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TargetsError(f"not UTF-8 (byte {exc.start}): {exc.reason}") from None
+    if "\x00" in text:
+        raise TargetsError("not a text file (contains NUL bytes)")
+
+    # Keep the physical line numbers: drop comments and blanks but remember where rows were.
+    numbered = [
+        (number, line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not numbered:
+        return ParsedTargets((), ())
+
+    try:
+        rows = [
+            (number, next(csv.reader([line], skipinitialspace=True))) for number, line in numbered
+        ]
+    except csv.Error as exc:
+        raise TargetsError(f"not valid CSV: {exc}") from None
+
+    first = [cell.strip().lower() for cell in rows[0][1]]
+    if "url" in first:
+        header = first
+        body = rows[1:]
+        unknown = [c for c in header if c and c not in COLUMNS]
+        errors = [f"line {rows[0][0]}: unknown column {c!r} ignored" for c in unknown]
+    else:
+        header = ["url", "name"]
+        body = rows
+        errors = []
+
+    targets: list[Target] = []
+    seen: dict[str, int] = {}
+    for number, cells in body:
+        if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+            errors.append(f"line {number}: {len(cells)} columns, expected {len(header)}")
+            continue
+        row = dict(zip(header, cells, strict=False))
+        try:
+            target = _row_to_target(row)
+        except ValueError as exc:
+            errors.append(f"line {number}: {exc}")
+            continue
+        if target.url in seen:
+            errors.append(
+                f"line {number}: duplicate url {target.display_url!r} "
+                f"(first on line {seen[target.url]}), skipped"
+            )
+            continue
+        seen[target.url] = number
+        targets.append(target)
+
+    if body and not targets:
+        raise TargetsError(
+            f"no valid target in {len(body)} row(s); first problem: {errors[0]}"
+            if errors
+            else "no valid target"
+        )
+    return ParsedTargets(tuple(targets), tuple(errors))
