@@ -36,6 +36,13 @@ ALERTS = REPO / "ops" / "prometheus" / "alerts.yml"
 CERT_DAYS_LEFT = 10
 
 
+def venv_tool(name: str) -> str:
+    """A tool pinned in requirements-dev.txt (hadolint, yamllint): it lives beside this
+    interpreter, which need not be on PATH when pytest is run as .venv/bin/pytest."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else need_binary(name)
+
+
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     """GET a loopback URL; HTTP errors are answers, not exceptions."""
     assert urllib.parse.urlsplit(url).hostname == "127.0.0.1", url
@@ -202,6 +209,14 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
 def live_daemon(tmp_path_factory: pytest.TempPathFactory, targets: Targets) -> Iterator[Daemon]:
     # A 1 s publish interval so the results_file sink's series exist and move.
     daemon = start_daemon(tmp_path_factory.mktemp("daemon"), targets, "--publish-interval", "1")
+    # The success timestamp of a sink exists from its first successful write on.
+    wait_until(
+        lambda: (
+            'upcheck_sink_last_success_timestamp_seconds{sink="results_file"}' in daemon.metrics()
+        ),
+        timeout=30,
+        what="the first results-file write",
+    )
     yield daemon
     stop(daemon.proc)
 

@@ -17,14 +17,17 @@ from threading import Thread
 
 import pytest
 
-from tests.ops.conftest import REPO, Daemon, Targets, clean_env, http_get, start_daemon, stop
-from tests.support import free_port, need_binary
-
-
-def venv_tool(name: str) -> str:
-    """A tool pinned in requirements-dev.txt: it lives beside this interpreter."""
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else need_binary(name)
+from tests.ops.conftest import (
+    REPO,
+    Daemon,
+    Targets,
+    clean_env,
+    http_get,
+    start_daemon,
+    stop,
+    venv_tool,
+)
+from tests.support import free_port
 
 
 def instructions() -> list[tuple[str, str]]:
