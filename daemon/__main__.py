@@ -29,7 +29,7 @@ from daemon.report import build_document, render_status_page  # noqa: E402
 from daemon.results import ResultsStore  # noqa: E402
 from daemon.scheduler import Scheduler  # noqa: E402
 from daemon.settings import ConfigError, Settings, load  # noqa: E402
-from daemon.sinks import LocalResultsFile, Publisher, Snapshot  # noqa: E402
+from daemon.sinks import LocalResultsFile, Publisher, Sink, Snapshot  # noqa: E402
 from daemon.sources import LocalFileSource, SourceError, TargetSource  # noqa: E402
 from daemon.targets import TargetsError, parse_targets  # noqa: E402
 from daemon.telemetry import Telemetry  # noqa: E402
@@ -47,8 +47,8 @@ def make_source(settings: Settings) -> TargetSource:
     return LocalFileSource(settings.targets)
 
 
-def make_sinks(settings: Settings, store: ResultsStore) -> list[object]:
-    sinks: list[object] = []
+def make_sinks(settings: Settings, store: ResultsStore, telemetry: Telemetry) -> list[Sink]:
+    sinks: list[Sink] = []
     if settings.results is not None:
         if settings.results.startswith("s3://"):
             from daemon.s3 import S3ResultsFile
@@ -65,6 +65,7 @@ def make_sinks(settings: Settings, store: ResultsStore) -> list[object]:
                 application=settings.app_name,
                 url_metrics=settings.cloudwatch_url_metrics,
                 store=store,
+                telemetry=telemetry,
             )
         )
     return sinks
@@ -96,9 +97,9 @@ class Daemon:
         self.reloader = Reloader(
             self.source, self.scheduler, self.telemetry, self.clock, settings.reload_interval
         )
-        self.sinks = make_sinks(settings, self.store)
+        self.sinks = make_sinks(settings, self.store, self.telemetry)
         self.publishers = [
-            Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)  # type: ignore[arg-type]
+            Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)
             for sink in self.sinks
         ]
         self.exposition = Exposition(self.store, self.telemetry)

@@ -152,10 +152,12 @@ class _TracedHTTPConnection(HTTPConnection):
             raise _Failure("dns", f"cannot resolve {host}: no address")
         allowed = addresses if trace.allow_link_local else [a for a in addresses if not _blocked(a)]
         if not allowed:
+            ip = addresses[0][1][0]
+            where = ip if ip == host else f"{host} resolves to {ip}, which"
             raise _Failure(
                 "blocked",
-                f"{host} resolves to {addresses[0][1][0]}, a link-local or cloud metadata "
-                "address; refused (see --allow-link-local)",
+                f"{where} is a link-local or cloud metadata address; refused "
+                "(see --allow-link-local)",
             )
         error: OSError | None = None
         try:

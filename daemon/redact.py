@@ -20,6 +20,10 @@ _SECRET_KEY = re.compile(
 )
 
 
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+_QUERY_VALUE = re.compile(r"(?<=[?&])[^&#=]+=[^&#]*")
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` with credentials and secret-looking query values replaced by ``xxxxx``.
 
@@ -28,7 +32,9 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return MASK
+        # Not a URL we can take apart (e.g. a broken IPv6 host); mask what looks like secrets.
+        url = _USERINFO.sub(rf"\1{MASK}@", url)
+        return _QUERY_VALUE.sub(lambda m: _redact_pair(m.group(0)), url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"

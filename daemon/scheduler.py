@@ -132,17 +132,18 @@ class Scheduler:
 
     def _probe_once(self, target: Target, due: float) -> None:
         with self._slots:
-            started = self._clock.monotonic()
-            self._telemetry.in_flight.inc()
+            self._telemetry.probe_started(self._clock.monotonic() - due)
+            result: ProbeResult | None = None
             try:
                 result = self._probe(target)
             finally:
-                self._telemetry.in_flight.dec()
+                self._telemetry.probe_finished(
+                    result.error_kind or "success" if result else "crash"
+                )
         self._last_progress = self._clock.monotonic()
         previous = self._store.get(target.url)
         was_up = previous.last.up if previous is not None and previous.last is not None else None
         self._store.record(target, result)
-        self._telemetry.probe_finished(result.error_kind or "success", started - due)
         if was_up is not result.up:
             self._log_transition(target, result, was_up)
 

@@ -147,49 +147,45 @@ def parse_targets(data: bytes) -> ParsedTargets:
     if not numbered:
         return ParsedTargets((), ())
 
-    try:
-        rows = [
-            (number, next(csv.reader([line], skipinitialspace=True))) for number, line in numbered
-        ]
-    except csv.Error as exc:
-        raise TargetsError(f"not valid CSV: {exc}") from None
+    errors: list[tuple[int, str]] = []
+    rows: list[tuple[int, list[str]]] = []
+    for number, line in numbered:
+        try:
+            rows.append((number, next(csv.reader([line], skipinitialspace=True, strict=True))))
+        except csv.Error as exc:
+            errors.append((number, f"not valid CSV: {exc}"))
 
-    first = [cell.strip().lower() for cell in rows[0][1]]
-    if "url" in first:
-        header = first
-        body = rows[1:]
-        unknown = [c for c in header if c and c not in COLUMNS]
-        errors = [f"line {rows[0][0]}: unknown column {c!r} ignored" for c in unknown]
-    else:
-        header = ["url", "name"]
-        body = rows
-        errors = []
+    header = ["url", "name"]
+    body = rows
+    if rows and "url" in (first := [cell.strip().lower() for cell in rows[0][1]]):
+        header, body = first, rows[1:]
+        errors += [
+            (rows[0][0], f"unknown column {c!r} ignored") for c in header if c and c not in COLUMNS
+        ]
 
     targets: list[Target] = []
     seen: dict[str, int] = {}
     for number, cells in body:
         if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
-            errors.append(f"line {number}: {len(cells)} columns, expected {len(header)}")
+            errors.append((number, f"{len(cells)} columns, expected {len(header)}"))
             continue
-        row = dict(zip(header, cells, strict=False))
         try:
-            target = _row_to_target(row)
+            target = _row_to_target(dict(zip(header, cells, strict=False)))
         except ValueError as exc:
-            errors.append(f"line {number}: {exc}")
+            errors.append((number, str(exc)))
             continue
         if target.url in seen:
+            first_line = seen[target.url]
+            shown = target.display_url
             errors.append(
-                f"line {number}: duplicate url {target.display_url!r} "
-                f"(first on line {seen[target.url]}), skipped"
+                (number, f"duplicate url {shown!r} (first on line {first_line}), skipped")
             )
             continue
         seen[target.url] = number
         targets.append(target)
 
-    if body and not targets:
-        raise TargetsError(
-            f"no valid target in {len(body)} row(s); first problem: {errors[0]}"
-            if errors
-            else "no valid target"
-        )
-    return ParsedTargets(tuple(targets), tuple(errors))
+    messages = tuple(f"line {number}: {reason}" for number, reason in sorted(errors))
+    rows_given = len(body) + len(numbered) - len(rows)
+    if rows_given and not targets:
+        raise TargetsError(f"no valid target in {rows_given} row(s); first problem: {messages[0]}")
+    return ParsedTargets(tuple(targets), messages)

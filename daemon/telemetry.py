@@ -84,12 +84,16 @@ class Telemetry:
         )
         self._probe_children: dict[str, Counter] = {}
 
-    def probe_finished(self, result_label: str, lateness: float) -> None:
+    def probe_started(self, lateness: float) -> None:
+        self.lateness.observe(max(lateness, 0.0))
+        self.in_flight.inc()
+
+    def probe_finished(self, result_label: str) -> None:
+        self.in_flight.dec()
         child = self._probe_children.get(result_label)
         if child is None:
             child = self._probe_children[result_label] = self.probes.labels(result_label)
         child.inc()
-        self.lateness.observe(max(lateness, 0.0))
 
     def targets_loaded(self, count: int, row_errors: int) -> None:
         self.targets.set(count)

@@ -95,7 +95,7 @@ class MotoServer:
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any key
+            "AWS_SECRET_ACCESS_KEY": "moto-secret-never-logged",  # moto accepts any
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",
         }

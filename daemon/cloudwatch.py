@@ -1,0 +1,219 @@
+"""CloudWatch: per-URL and per-application figures with ``PutMetricData``.
+
+Every result is folded into a per-URL aggregate as it arrives; each push turns the aggregates
+into datums using ``Values``/``Counts`` statistic sets, so a URL probed every 5 s still costs
+one datum per metric per push. The service's limits are enforced here because an emulator
+does not enforce them: at most 1000 datums and 1 MB per request, 150 distinct values per
+datum, dimension values of at most 1024 characters, no NaN or infinity.
+
+Datums that could not be sent wait for the next push, in a bounded buffer: while CloudWatch is
+down the oldest are dropped (and counted in ``upcheck_sink_dropped_total``) rather than let
+memory grow, and probing never waits on any of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from daemon.logs import event
+from daemon.probe import ProbeResult
+from daemon.results import ResultsStore
+from daemon.s3 import describe_error, make_client
+from daemon.sinks import Snapshot
+from daemon.targets import Target
+from daemon.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+MAX_DATUMS_PER_REQUEST = 1000
+MAX_REQUEST_BYTES = 1_000_000
+MAX_VALUES_PER_DATUM = 150
+MAX_DIMENSION_VALUE = 1024
+DEFAULT_MAX_PENDING = 200_000  # datums kept for retry while CloudWatch is unreachable
+_REQUEST_OVERHEAD = 2_000  # Action, Version, Namespace and headroom, in bytes
+
+
+class _Aggregate:
+    """Everything one URL produced since the last push."""
+
+    __slots__ = ("response_ms", "status", "up")
+
+    def __init__(self) -> None:
+        self.response_ms: Counter[float] = Counter()
+        self.up: Counter[int] = Counter()
+        self.status: Counter[int] = Counter()
+
+
+def dimension_value(text: str) -> str:
+    """Fit CloudWatch's 1024-character limit while keeping distinct URLs distinct."""
+    if len(text) <= MAX_DIMENSION_VALUE:
+        return text or "-"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"{text[: MAX_DIMENSION_VALUE - 18]}~{digest}"
+
+
+def encoded_size(datum: dict[str, Any]) -> int:
+    """An upper bound of the datum's size in a request, measured in the wordiest protocol.
+
+    The query protocol (``MetricData.member.N.Dimensions.member.M.Value=...``) spells every
+    key out in full and percent-encodes values, so its size bounds the CBOR and JSON forms too.
+    """
+    prefix = "MetricData.member.1000."
+    size = 0
+
+    def field(key: str, value: object) -> int:
+        return len(prefix) + len(key) + 2 + len(quote(str(value), safe=""))
+
+    for key, value in datum.items():
+        if key == "Dimensions":
+            for i, dim in enumerate(value, start=1):
+                size += field(f"Dimensions.member.{i}.Name", dim["Name"])
+                size += field(f"Dimensions.member.{i}.Value", dim["Value"])
+        elif key in ("Values", "Counts"):
+            for i, item in enumerate(value, start=1):
+                size += field(f"{key}.member.{i}", item)
+        else:
+            size += field(key, value if key != "Timestamp" else "2026-01-01T00:00:00.000000Z")
+    return size
+
+
+def batches(datums: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Split datums into requests within the count and size limits, in order."""
+    batch: list[dict[str, Any]] = []
+    size = _REQUEST_OVERHEAD
+    for datum in datums:
+        datum_size = encoded_size(datum)
+        if batch and (
+            len(batch) >= MAX_DATUMS_PER_REQUEST or size + datum_size > MAX_REQUEST_BYTES
+        ):
+            yield batch
+            batch, size = [], _REQUEST_OVERHEAD
+        batch.append(datum)
+        size += datum_size
+    if batch:
+        yield batch
+
+
+def _value_datums(
+    name: str, unit: str, dims: list[dict[str, str]], counts: Counter[Any], when: datetime
+) -> Iterator[dict[str, Any]]:
+    """One datum per 150 distinct values (more only when a push window saw more than that)."""
+    items = [(float(v), c) for v, c in sorted(counts.items()) if math.isfinite(float(v))]
+    for start in range(0, len(items), MAX_VALUES_PER_DATUM):
+        chunk = items[start : start + MAX_VALUES_PER_DATUM]
+        yield {
+            "MetricName": name,
+            "Dimensions": dims,
+            "Timestamp": when,
+            "Values": [v for v, _ in chunk],
+            "Counts": [float(c) for _, c in chunk],
+            "Unit": unit,
+        }
+
+
+class CloudWatchSink:
+    name = "cloudwatch"
+
+    def __init__(
+        self,
+        namespace: str,
+        application: str,
+        url_metrics: tuple[str, ...],
+        store: ResultsStore,
+        telemetry: Telemetry | None = None,
+        client: Any | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.namespace = namespace
+        self.application = application
+        self.url_metrics = frozenset(url_metrics)
+        self._telemetry = telemetry
+        self._client = client
+        self._max_pending = max_pending
+        self._aggregates: dict[str, _Aggregate] = {}
+        self._pending: deque[dict[str, Any]] = deque()
+        if self.url_metrics:
+            store.subscribe(self._on_result)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client("cloudwatch")
+        return self._client
+
+    def _on_result(self, target: Target, result: ProbeResult) -> None:
+        aggregate = self._aggregates.get(target.display_url)
+        if aggregate is None:
+            aggregate = self._aggregates[target.display_url] = _Aggregate()
+        aggregate.up[1 if result.up else 0] += 1
+        if result.up:  # the time of a failure is the deadline or the error, not a response
+            aggregate.response_ms[round(result.duration * 1000.0, 1)] += 1
+        if result.status_code is not None:
+            aggregate.status[result.status_code] += 1
+
+    def _drain(self, snapshot: Snapshot, when: datetime) -> list[dict[str, Any]]:
+        app_dims = [{"Name": "Application", "Value": dimension_value(self.application)}]
+        document = snapshot.document
+        datums: list[dict[str, Any]] = [
+            {"MetricName": name, "Dimensions": app_dims, "Timestamp": when, "Value": float(value),
+             "Unit": "Count"}
+            for name, value in (
+                ("TargetsTotal", document["targets_total"]),
+                ("TargetsUp", document["targets_up"]),
+                ("TargetsDown", document["targets_down"]),
+                ("TargetsLoadSuccess", 1 if snapshot.targets_load_success else 0),
+            )
+        ]  # fmt: skip
+        aggregates, self._aggregates = self._aggregates, {}
+        for url, aggregate in aggregates.items():
+            dims = [*app_dims, {"Name": "Url", "Value": dimension_value(url)}]
+            if "ResponseTime" in self.url_metrics and aggregate.response_ms:
+                datums += _value_datums(
+                    "ResponseTime", "Milliseconds", dims, aggregate.response_ms, when
+                )
+            if "Up" in self.url_metrics:
+                datums += _value_datums("Up", "Count", dims, aggregate.up, when)
+            if "StatusCode" in self.url_metrics and aggregate.status:
+                datums += _value_datums("StatusCode", "None", dims, aggregate.status, when)
+        return datums
+
+    def _enqueue(self, datums: list[dict[str, Any]]) -> None:
+        self._pending.extend(datums)
+        overflow = len(self._pending) - self._max_pending
+        if overflow > 0:
+            for _ in range(overflow):
+                self._pending.popleft()
+            if self._telemetry is not None:
+                self._telemetry.sink_dropped.labels(self.name).inc(overflow)
+            log.warning(
+                event("sink_dropped", sink=self.name, datums=overflow, reason="buffer full")
+            )
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self._enqueue(self._drain(snapshot, datetime.fromtimestamp(time.time(), UTC)))
+        while self._pending:
+            batch = next(batches(itertools.islice(self._pending, MAX_DATUMS_PER_REQUEST)))
+            try:
+                self.client.put_metric_data(Namespace=self.namespace, MetricData=batch)
+            except (ClientError, BotoCoreError) as exc:
+                raise RuntimeError(
+                    f"PutMetricData to {self.namespace}: {describe_error(exc)} "
+                    f"({len(self._pending)} datums kept for retry)"
+                ) from None
+            for _ in batch:
+                self._pending.popleft()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)

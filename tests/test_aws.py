@@ -1,0 +1,301 @@
+"""S3 and CloudWatch against moto in server mode, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+from prometheus_client import CollectorRegistry
+
+from daemon.cloudwatch import (
+    MAX_DATUMS_PER_REQUEST,
+    MAX_DIMENSION_VALUE,
+    MAX_REQUEST_BYTES,
+    MAX_VALUES_PER_DATUM,
+    CloudWatchSink,
+    batches,
+    dimension_value,
+    encoded_size,
+)
+from daemon.results import ResultsStore
+from daemon.s3 import S3ResultsFile, S3TargetSource, make_client
+from daemon.sinks import Snapshot
+from daemon.sources import SourceError
+from daemon.targets import Target
+from daemon.telemetry import Telemetry
+from tests.fakes import result
+from tests.support import MotoServer
+
+
+@pytest.fixture(scope="module")
+def moto():
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto, monkeypatch):
+    """boto3 in this process talks to moto only; moto's state is wiped per test."""
+    for key, value in moto.env().items():
+        monkeypatch.setenv(key, value)
+    urllib.request.urlopen(
+        urllib.request.Request(f"{moto.endpoint_url}/moto-api/reset", method="POST")
+    )
+    return moto
+
+
+@pytest.fixture
+def s3(aws):
+    client = make_client("s3")  # the daemon's own client settings
+    client.create_bucket(Bucket="upcheck-targets")
+    client.create_bucket(Bucket="upcheck-results")
+    return client
+
+
+# -- targets from S3 -------------------------------------------------------------------------
+
+
+def test_an_unchanged_s3_list_is_not_downloaded_again(s3):
+    s3.put_object(Bucket="upcheck-targets", Key="urls.csv", Body=b"url\nhttps://a.example/\n")
+    source = S3TargetSource("s3://upcheck-targets/urls.csv", client=s3)
+    statuses: list[int] = []
+    s3.meta.events.register(
+        "after-call.s3.GetObject",
+        lambda http_response, **_: statuses.append(http_response.status_code),
+    )
+    first = source.fetch(None)
+    assert first is not None and first.data == b"url\nhttps://a.example/\n"
+    assert source.fetch(first.checksum) is None
+    assert source.fetch(first.checksum) is None
+    assert statuses == [200, 304, 304]  # one download, then two bodiless answers
+
+    s3.put_object(Bucket="upcheck-targets", Key="urls.csv", Body=b"url\nhttps://b.example/\n")
+    second = source.fetch(first.checksum)
+    assert second is not None and second.data.endswith(b"b.example/\n")
+    assert second.checksum != first.checksum
+    assert statuses[-1] == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("s3://upcheck-targets/missing.csv", "NoSuchKey"),
+        ("s3://no-such-bucket/u.csv", "NoSuchBucket"),
+    ],
+)
+def test_a_missing_object_or_bucket_is_a_source_error(s3, url, code):
+    with pytest.raises(SourceError, match=code):
+        S3TargetSource(url, client=s3).fetch(None)
+
+
+# -- results to S3 ---------------------------------------------------------------------------
+
+
+def snapshot(store: ResultsStore | None = None, ok: bool = True) -> Snapshot:
+    from daemon.report import build_document, render_status_page
+
+    document = build_document(store or ResultsStore(), "shop")
+    return Snapshot(document, render_status_page(document), ok)
+
+
+def test_results_are_one_json_object_with_the_status_page_beside_it(s3):
+    sink = S3ResultsFile("s3://upcheck-results/prod/results.json", client=s3)
+    sink.publish(snapshot())
+    obj = s3.get_object(Bucket="upcheck-results", Key="prod/results.json")
+    assert obj["ContentType"] == "application/json"
+    assert obj["CacheControl"] == "no-cache"
+    assert json.loads(obj["Body"].read())["application"] == "shop"
+    page = s3.get_object(Bucket="upcheck-results", Key="prod/status.html")
+    assert page["ContentType"].startswith("text/html")
+    assert b"<h1>shop</h1>" in page["Body"].read()
+
+
+def test_get_results_redirects_to_a_presigned_url_that_expires_within_5_minutes(s3):
+    sink = S3ResultsFile("s3://upcheck-results/prod/results.json", client=s3)
+    sink.publish(snapshot())
+    status, headers, _ = sink.results_answer()
+    assert status == "302 Found"
+    location = dict(headers)["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert int(query["X-Amz-Expires"][0]) <= 300
+    assert "X-Amz-Signature" in query
+    with urllib.request.urlopen(location, timeout=10) as response:
+        assert json.loads(response.read())["schema"] == 1
+    # Without the signature the private object is not served.
+    bare = location.split("?")[0]
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(bare, timeout=10)
+    assert denied.value.code == 403
+
+
+def test_an_s3_write_failure_raises_for_the_publisher_to_count(s3):
+    sink = S3ResultsFile("s3://no-such-bucket/results.json", client=s3)
+    with pytest.raises(RuntimeError, match="NoSuchBucket"):
+        sink.publish(snapshot())
+
+
+# -- CloudWatch ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cloudwatch(aws):
+    return make_client("cloudwatch")
+
+
+def statistics(client, name: str, dims: dict[str, str], stat: str = "SampleCount") -> float:
+    now = datetime.now(UTC)
+    response = client.get_metric_statistics(
+        Namespace="Upcheck/Test",
+        MetricName=name,
+        Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
+        StartTime=now - timedelta(hours=1),
+        EndTime=now + timedelta(hours=1),
+        Period=3600,
+        Statistics=[stat],
+    )
+    return sum(point[stat] for point in response["Datapoints"])
+
+
+def test_probes_between_pushes_go_out_as_statistic_sets(cloudwatch):
+    store = ResultsStore()
+    sizes: list[int] = []
+    cloudwatch.meta.events.register(
+        "before-send.cloudwatch.PutMetricData", lambda request, **_: sizes.append(len(request.body))
+    )
+    sink = CloudWatchSink(
+        "Upcheck/Test", "shop", ("ResponseTime", "Up", "StatusCode"), store, client=cloudwatch
+    )
+    target = Target(url="https://u:pw@shop.example/", name="shop")
+    store.add(target)
+    for up in (True, True, True, False):
+        store.record(target, result(up=up, duration=0.1, status=200 if up else 503))
+    sink.publish(snapshot(store))
+    assert len(sizes) == 1  # one request for everything
+
+    url_dims = {"Application": "shop", "Url": "https://xxxxx@shop.example/"}
+    assert statistics(cloudwatch, "Up", url_dims) == 4
+    assert statistics(cloudwatch, "Up", url_dims, "Sum") == 3
+    assert statistics(cloudwatch, "ResponseTime", url_dims) == 3  # failures carry no latency
+    assert statistics(cloudwatch, "StatusCode", url_dims) == 4
+    app = {"Application": "shop"}
+    assert statistics(cloudwatch, "TargetsTotal", app, "Maximum") == 1
+    assert statistics(cloudwatch, "TargetsDown", app, "Maximum") == 1
+    assert statistics(cloudwatch, "TargetsLoadSuccess", app, "Minimum") == 1
+    names = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="Upcheck/Test")["Metrics"]}
+    assert names == {"Up", "ResponseTime", "StatusCode", "TargetsTotal", "TargetsUp",
+                     "TargetsDown", "TargetsLoadSuccess"}  # fmt: skip
+    # A second push with no new probes sends only the per-application figures.
+    sink.publish(snapshot(store))
+    assert statistics(cloudwatch, "Up", url_dims) == 4
+
+
+def test_url_metrics_none_sends_only_the_application_figures(cloudwatch):
+    store = ResultsStore()
+    sink = CloudWatchSink("Upcheck/Test", "shop", (), store, client=cloudwatch)
+    target = Target(url="https://shop.example/", name="shop")
+    store.add(target)
+    store.record(target, result())
+    sink.publish(snapshot(store))
+    metrics = cloudwatch.list_metrics(Namespace="Upcheck/Test")["Metrics"]
+    assert {m["MetricName"] for m in metrics} == {
+        "TargetsTotal", "TargetsUp", "TargetsDown", "TargetsLoadSuccess",
+    }  # fmt: skip
+
+
+def test_many_urls_are_split_into_requests_within_the_service_limits(cloudwatch):
+    store = ResultsStore()
+    bodies: list[int] = []
+    counts: list[int] = []
+
+    def measure(request, **_):
+        bodies.append(len(request.body))
+
+    def count(params, **_):
+        counts.append(len(params["MetricData"]))
+
+    cloudwatch.meta.events.register("before-send.cloudwatch.PutMetricData", measure)
+    cloudwatch.meta.events.register("provide-client-params.cloudwatch.PutMetricData", count)
+    sink = CloudWatchSink("Upcheck/Test", "shop", ("ResponseTime", "Up"), store, client=cloudwatch)
+    long_path = "p" * 1500  # longer than a dimension value may be
+    for i in range(1200):
+        target = Target(url=f"https://shop.example/{i}/{long_path}", name=str(i))
+        store.add(target)
+        store.record(target, result(duration=0.001 * (i % 7 + 1)))
+    sink.publish(snapshot(store))
+    assert sink.pending == 0
+    assert sum(counts) == 4 + 2 * 1200
+    assert max(counts) <= MAX_DATUMS_PER_REQUEST
+    assert len(counts) >= 3
+    assert max(bodies) < MAX_REQUEST_BYTES
+
+
+def test_batches_respect_count_and_size_for_any_input():
+    when = datetime.now(UTC)
+    big = {
+        "MetricName": "Up",
+        "Dimensions": [{"Name": "Url", "Value": "€" * 1024}],  # percent-encodes to 9 bytes each
+        "Timestamp": when,
+        "Values": [float(v) for v in range(MAX_VALUES_PER_DATUM)],
+        "Counts": [1.0] * MAX_VALUES_PER_DATUM,
+    }
+    split = list(batches([big] * 500))
+    assert sum(len(b) for b in split) == 500
+    for batch in split:
+        assert len(batch) <= MAX_DATUMS_PER_REQUEST
+        assert sum(encoded_size(d) for d in batch) < MAX_REQUEST_BYTES
+    small = [{"MetricName": "Up", "Timestamp": when, "Value": 1.0}] * 2500
+    assert [len(b) for b in batches(small)] == [1000, 1000, 500]
+
+
+def test_more_than_150_distinct_values_are_spread_over_several_datums(cloudwatch):
+    store = ResultsStore()
+    sent: list[dict] = []
+    cloudwatch.meta.events.register(
+        "provide-client-params.cloudwatch.PutMetricData",
+        lambda params, **_: sent.extend(params["MetricData"]),
+    )
+    sink = CloudWatchSink("Upcheck/Test", "shop", ("ResponseTime",), store, client=cloudwatch)
+    target = Target(url="https://shop.example/", name="shop")
+    store.add(target)
+    for i in range(400):
+        store.record(target, result(duration=0.001 * (i + 1)))
+    store.record(target, result(duration=math.inf))
+    sink.publish(snapshot(store))
+    response_time = [d for d in sent if d["MetricName"] == "ResponseTime"]
+    assert [len(d["Values"]) for d in response_time] == [150, 150, 100]
+    assert all(math.isfinite(v) for d in response_time for v in d["Values"])
+    assert sum(sum(d["Counts"]) for d in response_time) == 400
+
+
+def test_dimension_values_fit_1024_characters_and_stay_distinct():
+    a = dimension_value("https://x.example/" + "a" * 2000)
+    b = dimension_value("https://x.example/" + "a" * 1999 + "b")
+    assert len(a) <= MAX_DIMENSION_VALUE and len(b) <= MAX_DIMENSION_VALUE
+    assert a != b
+    assert dimension_value("https://short.example/") == "https://short.example/"
+
+
+def test_while_cloudwatch_is_down_the_buffer_is_bounded_and_drops_are_counted(aws):
+    down = boto3.client("cloudwatch", endpoint_url="http://127.0.0.1:9")  # nothing listens
+    telemetry = Telemetry(CollectorRegistry())
+    store = ResultsStore()
+    sink = CloudWatchSink(
+        "Upcheck/Test", "shop", ("Up",), store, telemetry=telemetry, client=down, max_pending=10
+    )
+    for i in range(5):
+        target = Target(url=f"https://shop.example/{i}", name=str(i))
+        store.add(target)
+        store.record(target, result())
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="kept for retry"):
+            sink.publish(snapshot(store))
+    assert sink.pending == 10
+    dropped = telemetry.registry.get_sample_value(
+        "upcheck_sink_dropped_total", {"sink": "cloudwatch"}
+    )
+    assert dropped == (4 + 5) + 4 + 4 - 10

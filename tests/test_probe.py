@@ -1,0 +1,302 @@
+"""The probe against real HTTP and HTTPS servers on 127.0.0.1, friendly and hostile.
+
+Names other than 127.0.0.1 are resolved by an injected resolver, so no test sends a DNS query
+or a packet beyond loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import time
+
+import gevent
+import pytest
+import trustme
+from cryptography import x509
+
+from daemon.probe import MAX_BODY_BYTES, MAX_REDIRECTS, Prober, ProbeResult
+from daemon.targets import Target, parse_expected_status
+from tests import servers as srv
+
+LOOPBACK = [(socket.AF_INET, ("127.0.0.1", 0))]
+
+
+def local_resolver(mapping: dict[str, str]):
+    """Resolve only the names in ``mapping``; anything else fails as NXDOMAIN would."""
+
+    def resolve(host: str, port: int):
+        if host in mapping:
+            ip = mapping[host]
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            return [(family, (ip, port))]
+        if host.replace(".", "").isdigit():
+            return [(socket.AF_INET, (host, port))]
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    return resolve
+
+
+@pytest.fixture
+def prober(client_ssl_context: ssl.SSLContext) -> Prober:
+    resolver = local_resolver({"localhost": "127.0.0.1", "shop.test": "127.0.0.1"})
+    return Prober(client_ssl_context, resolver=resolver, default_timeout=5)
+
+
+def probe(prober: Prober, url: str, **fields) -> ProbeResult:
+    return prober.probe(Target(url=url, name="t", **fields))
+
+
+def assert_failed(result: ProbeResult, kind: str, fragment: str = "") -> None:
+    assert not result.up
+    assert result.error_kind == kind, result
+    assert fragment in (result.error or ""), result.error
+
+
+def test_a_healthy_page_is_up_with_every_phase_timed(servers, prober):
+    port = servers.wsgi(srv.text_app(body=b"hello world"))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert result.up and result.error_kind is None and result.error is None
+    assert result.status_code == 200
+    assert result.content_length == len(b"hello world")
+    assert result.redirects == 0 and result.ssl is False and result.cert_expiry is None
+    resolve, connect, tls, processing, transfer = result.phases
+    assert tls == 0.0
+    assert min(resolve, connect, processing, transfer) >= 0.0
+    assert sum(result.phases) <= result.duration
+
+
+def test_https_times_tls_and_reads_the_certificate_expiry(servers, prober, ca):
+    port = servers.wsgi(srv.text_app(), tls=True, hostnames=("shop.test",))
+    result = probe(prober, f"https://shop.test:{port}/")
+    assert result.up, result.error
+    assert result.ssl is True
+    assert result.phases[2] > 0.0
+    leaf = x509.load_pem_x509_certificate(ca.issue_cert("shop.test").cert_chain_pems[0].bytes())
+    # trustme issues leaves with a fixed validity end; the probe must report that instant.
+    assert result.cert_expiry == pytest.approx(leaf.not_valid_after_utc.timestamp(), abs=1)
+
+
+def test_a_certificate_from_an_unknown_ca_fails_as_tls(servers, prober):
+    stranger = trustme.CA()
+    port = servers.wsgi(srv.text_app(), tls=True, hostnames=("shop.test",), ca=stranger)
+    result = probe(prober, f"https://shop.test:{port}/")
+    assert_failed(result, "tls", "certificate verify failed")
+    assert result.status_code is None
+
+
+def test_a_certificate_for_another_name_fails_as_tls(servers, prober):
+    port = servers.wsgi(srv.text_app(), tls=True, hostnames=("other.test",))
+    result = probe(prober, f"https://shop.test:{port}/")
+    assert_failed(result, "tls", "shop.test")
+
+
+def test_a_server_that_never_answers_is_cut_off_at_the_deadline(servers, prober):
+    port = servers.raw(srv.never_answers)
+    result = probe(prober, f"http://127.0.0.1:{port}/", timeout=0.5)
+    assert_failed(result, "timeout", "0.5s")
+    # The server would hold the probe for 60 s; the deadline ends it, not the server.
+    assert 0.5 <= result.duration < 5
+
+
+def test_a_trickling_body_cannot_hold_the_probe_past_its_deadline(servers, prober):
+    port = servers.raw(srv.trickles)
+    result = probe(prober, f"http://127.0.0.1:{port}/", timeout=1)
+    assert_failed(result, "timeout")
+    assert result.status_code == 200  # the headers did arrive
+    assert 1 <= result.duration < 5  # the body alone would take 60 s
+
+
+def test_an_endless_body_fails_as_too_large_at_10_mib(servers, prober):
+    port = servers.raw(srv.endless_body)
+    result = probe(prober, f"http://127.0.0.1:{port}/", timeout=30)
+    assert_failed(result, "too_large", "10 MiB")
+    assert MAX_BODY_BYTES == 10 * 1024 * 1024
+
+
+def test_a_redirect_loop_stops_after_ten_redirects(servers, prober):
+    def loop(environ, start_response):
+        hop = int(environ["PATH_INFO"].strip("/") or 0)
+        start_response("302 Found", [("Location", f"/{hop + 1}")])
+        return [b""]
+
+    port = servers.wsgi(loop)
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "too_many_redirects", "10")
+    assert result.redirects == MAX_REDIRECTS
+
+
+def test_redirects_are_followed_counted_and_a_303_turns_into_get(servers, prober):
+    seen: list[tuple[str, str]] = []
+
+    def app(environ, start_response):
+        seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        path = environ["PATH_INFO"]
+        if path == "/a":
+            start_response("301 Moved Permanently", [("Location", "/b")])
+        elif path == "/b":
+            start_response("303 See Other", [("Location", "/c")])
+        elif path == "/c":
+            start_response("307 Temporary Redirect", [("Location", "/final")])
+        else:
+            start_response("200 OK", [])
+            return [b"arrived"]
+        return [b""]
+
+    port = servers.wsgi(app)
+    result = probe(prober, f"http://127.0.0.1:{port}/a")
+    assert result.up, result.error
+    assert result.redirects == 3
+    assert result.status_code == 200
+    assert seen == [("GET", "/a"), ("GET", "/b"), ("GET", "/c"), ("GET", "/final")]
+
+
+def test_each_probe_opens_a_fresh_connection(servers, prober):
+    peers: list[int] = []
+
+    def app(environ, start_response):
+        peers.append(int(environ["REMOTE_PORT"]))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    port = servers.wsgi(app)
+    for _ in range(3):
+        assert probe(prober, f"http://127.0.0.1:{port}/").up
+    assert len(set(peers)) == 3
+
+
+def test_a_connection_reset_fails_as_protocol(servers, prober):
+    port = servers.raw(srv.resets)
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "protocol", "reset")
+
+
+def test_a_reply_that_is_not_http_fails_as_protocol(servers, prober):
+    port = servers.raw(srv.garbage)
+    assert_failed(probe(prober, f"http://127.0.0.1:{port}/"), "protocol")
+
+
+def test_a_closed_port_fails_as_connect(prober):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connection refused
+        result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "connect", "refused")
+
+
+def test_an_unknown_name_fails_as_dns(prober):
+    result = probe(prober, "http://no-such-host.test/")
+    assert_failed(result, "dns", "no-such-host.test")
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "169.254.170.2", "fd00:ec2::254"])
+def test_metadata_addresses_are_refused_before_any_packet(client_ssl_context, address):
+    asked: list[str] = []
+
+    def resolver(host: str, port: int):
+        asked.append(host)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, (address, port))]
+
+    prober = Prober(client_ssl_context, resolver=resolver)
+    result = prober.probe(Target(url="http://metadata.test/latest/meta-data/", name="m"))
+    assert_failed(result, "blocked", address)
+    assert asked == ["metadata.test"]
+    assert result.phases[1] == 0.0  # no connect was attempted
+
+
+def test_a_status_outside_the_expected_set_fails_as_http_status(servers, prober):
+    port = servers.wsgi(srv.text_app("500 Internal Server Error"))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "http_status", "status 500, expected 200-399")
+    assert result.status_code == 500
+
+
+def test_an_expected_error_status_counts_as_up(servers, prober):
+    port = servers.wsgi(srv.text_app("418 I'm a teapot"))
+    result = probe(
+        prober, f"http://127.0.0.1:{port}/", expected_status=parse_expected_status("418")
+    )
+    assert result.up and result.status_code == 418
+
+
+def test_body_contains_finds_text_across_read_boundaries(servers, prober):
+    needle = "needle-in-the-haystack"
+    body = b"x" * (64 * 1024 - 5) + needle.encode() + b"y" * 100_000
+    port = servers.wsgi(srv.text_app(body=body))
+    assert probe(prober, f"http://127.0.0.1:{port}/", body_contains=needle).up
+    missing = probe(prober, f"http://127.0.0.1:{port}/", body_contains="absent")
+    assert_failed(missing, "body_mismatch", "absent")
+    assert missing.status_code == 200
+
+
+def test_body_contains_reads_compressed_bodies(servers, prober):
+    import gzip
+
+    port = servers.wsgi(
+        srv.text_app(
+            body=gzip.compress(b"the shop is open"), headers=[("Content-Encoding", "gzip")]
+        )
+    )
+    assert probe(prober, f"http://127.0.0.1:{port}/", body_contains="shop is open").up
+
+
+def test_head_sends_head_and_reports_the_declared_length(servers, prober):
+    methods: list[str] = []
+
+    def app(environ, start_response):
+        methods.append(environ["REQUEST_METHOD"])
+        start_response("200 OK", [("Content-Length", "1234")])
+        return [b""]
+
+    port = servers.wsgi(app)
+    result = probe(prober, f"http://127.0.0.1:{port}/", method="HEAD")
+    assert result.up and methods == ["HEAD"]
+    assert result.content_length == 1234
+
+
+def test_userinfo_is_sent_as_basic_auth_and_only_to_the_same_origin(servers, prober):
+    seen: dict[str, str | None] = {}
+
+    def other(environ, start_response):
+        seen["other"] = environ.get("HTTP_AUTHORIZATION")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    other_port = servers.wsgi(other)
+
+    def guarded(environ, start_response):
+        seen["guarded"] = environ.get("HTTP_AUTHORIZATION")
+        start_response("302 Found", [("Location", f"http://127.0.0.1:{other_port}/")])
+        return [b""]
+
+    port = servers.wsgi(guarded)
+    result = probe(prober, f"http://alice:s3cret@127.0.0.1:{port}/")
+    assert result.up, result.error
+    assert seen["guarded"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert seen["other"] is None
+
+
+def test_a_slow_response_is_measured_close_to_its_real_delay(servers, prober):
+    delay = 0.4
+
+    def slow(environ, start_response):
+        gevent.sleep(delay)
+        start_response("200 OK", [])
+        return [b"late"]
+
+    port = servers.wsgi(slow)
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert result.up
+    processing = result.phases[3]
+    assert delay <= processing <= result.duration
+    # Generous: this checks the measurement, not the machine's speed.
+    assert result.duration < delay + 1.0
+
+
+def test_a_failing_probe_never_raises_and_records_when_it_started(prober):
+    before = time.time()
+    result = probe(prober, "http://no-such-host.test/")
+    assert before <= result.started_at <= time.time()
+    assert isinstance(result, ProbeResult)

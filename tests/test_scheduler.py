@@ -1,0 +1,216 @@
+"""The scheduler under a fake clock: spread, phase, lateness, concurrency, reconcile."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from daemon.results import ResultsStore
+from daemon.scheduler import Scheduler
+from daemon.targets import Target
+from daemon.telemetry import Telemetry
+from tests.fakes import FakeClock, result
+
+
+class Recorder:
+    """A probe that records when each target was probed and can take (fake) time."""
+
+    def __init__(self, clock: FakeClock, takes: float = 0.0) -> None:
+        self.clock = clock
+        self.takes = takes
+        self.calls: list[tuple[str, float]] = []
+        self.running = 0
+        self.most_running = 0
+
+    def __call__(self, target: Target):
+        self.calls.append((target.url, self.clock.now))
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            if self.takes:
+                self.clock.sleep(self.takes)
+        finally:
+            self.running -= 1
+        return result()
+
+    def times(self, url: str) -> list[float]:
+        return [t for u, t in self.calls if u == url]
+
+
+def targets(n: int, **fields) -> list[Target]:
+    return [Target(url=f"http://127.0.0.1/{i}", name=f"t{i}", **fields) for i in range(n)]
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def telemetry():
+    return Telemetry(CollectorRegistry())
+
+
+def make(clock, telemetry, probe, interval=10.0, concurrency=100, store=None):
+    scheduler = Scheduler(
+        probe,
+        store if store is not None else ResultsStore(),
+        telemetry,
+        clock,
+        interval=interval,
+        timeout=5.0,
+        concurrency=concurrency,
+    )
+    scheduler.start()
+    return scheduler
+
+
+def sample(telemetry: Telemetry, name: str, **labels) -> float:
+    value = telemetry.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_first_probes_are_spread_evenly_over_the_interval(clock, telemetry):
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    start = clock.now
+    scheduler.apply(targets(5))
+    clock.advance(9.99)
+    firsts = sorted(t - start for _, t in probe.calls)
+    assert firsts == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0])
+    scheduler.stop()
+
+
+def test_each_target_keeps_its_phase_interval_after_interval(clock, telemetry):
+    probe = Recorder(clock, takes=0.3)
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    start = clock.now
+    scheduler.apply(targets(2))
+    clock.advance(35)
+    assert [t - start for t in probe.times("http://127.0.0.1/1")] == pytest.approx(
+        [5.0, 15.0, 25.0, 35.0]
+    )
+    scheduler.stop()
+
+
+def test_a_per_target_interval_overrides_the_default(clock, telemetry):
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    fast = Target(url="http://127.0.0.1/fast", name="fast", interval=2.0)
+    scheduler.apply([fast])
+    clock.advance(9)
+    assert len(probe.times(fast.url)) == 5
+    scheduler.stop()
+
+
+def test_concurrency_bounds_probes_in_flight(clock, telemetry):
+    probe = Recorder(clock, takes=25.0)
+    scheduler = make(clock, telemetry, probe, interval=60.0, concurrency=2)
+    scheduler.apply(targets(6))  # due every 10 s, each probe takes 25 s
+    clock.advance(59)
+    assert probe.most_running == 2
+    scheduler.stop()
+
+
+def test_lateness_records_how_long_a_probe_waited_for_a_slot(clock, telemetry):
+    probe = Recorder(clock, takes=12.0)
+    scheduler = make(clock, telemetry, probe, interval=60.0, concurrency=1)
+    scheduler.apply(targets(6))
+    # Due at 0, 10, 20, 30, 40; one slot, 12 s a probe: they start at 0, 12, 24, 36, 48.
+    clock.advance(59)
+    assert sample(telemetry, "upcheck_probe_lateness_seconds_count") == 5
+    assert sample(telemetry, "upcheck_probe_lateness_seconds_sum") == pytest.approx(20.0)
+    assert sample(telemetry, "upcheck_probe_lateness_seconds_bucket", le="5.0") == 3
+    assert sample(telemetry, "upcheck_probes_total", result="success") == 4
+    scheduler.stop()
+
+
+def test_a_slot_missed_entirely_is_skipped_not_run_twice(clock, telemetry):
+    probe = Recorder(clock, takes=25.0)  # longer than two intervals
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    start = clock.now
+    scheduler.apply(targets(1))
+    clock.advance(45)
+    # 0: runs until 25; slots 10 and 20 were missed; next on the phase grid is 30.
+    assert [t - start for t in probe.times("http://127.0.0.1/0")] == [0.0, 30.0]
+    scheduler.stop()
+
+
+def test_reload_keeps_unchanged_targets_and_their_history(clock, telemetry):
+    store = ResultsStore()
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0, store=store)
+    keep, drop, change = targets(3)
+    scheduler.apply([keep, drop, change])
+    clock.advance(25)
+    kept_state = store.get(keep.url)
+    assert kept_state is not None and len(kept_state.history()) == 3
+    phase_before = probe.times(keep.url)
+
+    changed = Target(url=change.url, name="renamed")
+    added = Target(url="http://127.0.0.1/new", name="new")
+    assert scheduler.apply([keep, changed, added]) == (1, 1, 1)
+
+    assert store.get(drop.url) is None
+    assert store.get(keep.url) is kept_state  # same state object: history kept
+    new_state = store.get(change.url)
+    assert new_state is not None and new_state.target.name == "renamed"
+    assert new_state.last is None  # a changed target restarts from scratch
+    calls_before = len(probe.calls)
+    clock.advance(10)
+    assert drop.url not in [u for u, _ in probe.calls[calls_before:]]
+    # The kept target stays on its old phase grid.
+    assert probe.times(keep.url)[len(phase_before)] == pytest.approx(phase_before[-1] + 10)
+    assert len(kept_state.history()) == 4
+    assert sample(telemetry, "upcheck_targets") == 3
+    scheduler.stop()
+
+
+def test_results_of_a_probe_that_outlives_its_target_are_dropped(clock, telemetry):
+    store = ResultsStore()
+    probe = Recorder(clock, takes=3.0)
+    scheduler = make(clock, telemetry, probe, store=store)
+    (target,) = targets(1)
+    scheduler.apply([target])
+    clock.advance(1)  # the probe is running
+    scheduler.apply([])
+    clock.advance(5)
+    assert store.get(target.url) is None
+    assert len(store) == 0
+    scheduler.stop()
+
+
+def test_health_fails_when_no_probe_finishes_for_too_long(clock, telemetry):
+    probe = Recorder(clock, takes=10_000.0)  # a probe that never comes back
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    scheduler.apply(targets(1))
+    clock.advance(30)
+    assert scheduler.health() == (True, "ok")
+    clock.advance(60)
+    healthy, reason = scheduler.health()
+    assert not healthy and "no probe finished" in reason
+    scheduler.stop()
+    assert scheduler.health() == (False, "scheduler is not running")
+
+
+def test_health_stays_good_with_no_targets_at_all(clock, telemetry):
+    scheduler = make(clock, telemetry, Recorder(clock))
+    clock.advance(3600)
+    assert scheduler.health() == (True, "ok")
+    scheduler.stop()
+
+
+def test_a_crashing_probe_is_logged_and_the_target_keeps_its_schedule(clock, telemetry, caplog):
+    calls: list[float] = []
+
+    def crashing(target):
+        calls.append(clock.now)
+        raise RuntimeError("bug")
+
+    scheduler = make(clock, telemetry, crashing, interval=10.0)
+    scheduler.apply(targets(1))
+    clock.advance(25)
+    assert len(calls) == 3
+    assert "probe_crashed" in caplog.text
+    assert scheduler.health()[0]
+    scheduler.stop()

@@ -1,0 +1,119 @@
+"""Settings: every SPEC flag with its environment variable, and one clear error line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from daemon.settings import ConfigError, load
+
+
+@pytest.fixture
+def csv(tmp_path):
+    path = tmp_path / "urls.csv"
+    path.write_text("url\nhttp://127.0.0.1/\n")
+    return str(path)
+
+
+def test_defaults_match_the_spec(csv):
+    s = load(["--targets", csv], environ={})
+    assert (s.listen_host, s.listen_port) == ("0.0.0.0", 8080)
+    assert (s.interval, s.timeout, s.concurrency) == (60, 10, 500)
+    assert (s.reload_interval, s.publish_interval) == (60, 60)
+    assert s.results == "results/results.json"
+    assert s.cloudwatch_namespace is None
+    assert s.cloudwatch_url_metrics == ("ResponseTime", "Up")
+    assert s.app_name == "upcheck" and s.ca_file is None
+    assert s.once is False and s.allow_link_local is False
+
+
+def test_every_option_reads_its_environment_variable(csv, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    env = {
+        "UPCHECK_TARGETS": csv,
+        "UPCHECK_LISTEN": "127.0.0.1:9000",
+        "UPCHECK_INTERVAL": "30",
+        "UPCHECK_TIMEOUT": "2.5",
+        "UPCHECK_CONCURRENCY": "50",
+        "UPCHECK_RELOAD_INTERVAL": "15",
+        "UPCHECK_RESULTS": "s3://bucket/prefix/results.json",
+        "UPCHECK_PUBLISH_INTERVAL": "20",
+        "UPCHECK_CLOUDWATCH_NAMESPACE": "Shop/Uptime",
+        "UPCHECK_CLOUDWATCH_URL_METRICS": "Up,StatusCode",
+        "UPCHECK_APP_NAME": "shop",
+        "UPCHECK_CA_FILE": str(ca),
+        "UPCHECK_ALLOW_LINK_LOCAL": "true",
+        "UPCHECK_LOG_LEVEL": "debug",
+    }
+    s = load([], environ=env)
+    assert s.targets == csv and (s.listen_host, s.listen_port) == ("127.0.0.1", 9000)
+    assert (s.interval, s.timeout, s.concurrency) == (30, 2.5, 50)
+    assert (s.reload_interval, s.publish_interval) == (15, 20)
+    assert s.results == "s3://bucket/prefix/results.json"
+    assert s.cloudwatch_namespace == "Shop/Uptime"
+    assert s.cloudwatch_url_metrics == ("Up", "StatusCode")
+    assert s.app_name == "shop" and s.ca_file == str(ca)
+    assert s.allow_link_local is True and s.log_level == "debug"
+
+
+def test_a_flag_wins_over_its_environment_variable(csv):
+    s = load(["--targets", csv, "--interval", "5"], environ={"UPCHECK_INTERVAL": "30"})
+    assert s.interval == 5
+
+
+def test_results_dash_disables_the_results_file_and_none_disables_url_metrics(csv):
+    s = load(["--targets", csv, "--results", "-", "--cloudwatch-url-metrics", "none"], {})
+    assert s.results is None and s.cloudwatch_url_metrics == ()
+
+
+def test_every_problem_is_reported_at_once(csv):
+    with pytest.raises(ConfigError) as caught:
+        load(
+            ["--targets", "/nonexistent.csv", "--interval", "-1", "--timeout", "abc"],
+            environ={"UPCHECK_CLOUDWATCH_URL_METRICS": "Latency"},
+        )
+    message = str(caught.value)
+    assert "--targets '/nonexistent.csv' cannot be read: No such file or directory" in message
+    assert "--interval must be greater than 0, got '-1'" in message
+    assert "--timeout must be a number, got 'abc'" in message
+    assert "--cloudwatch-url-metrics takes a comma list" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        ([], "--targets (or UPCHECK_TARGETS) is required"),
+        (["--targets", "s3://bucket-only"], "--targets must be s3://bucket/key"),
+        (["--targets", "{csv}", "--listen", "8080"], "--listen must be host:port"),
+        (["--targets", "{csv}", "--concurrency", "1.5"], "--concurrency must be a whole number"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_clear_line(csv, argv, fragment):
+    argv = [a.replace("{csv}", csv) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("upcheck: error: ") and fragment in lines[0]
+    assert proc.stdout == ""
+
+
+def test_help_lists_every_flag_with_its_environment_variable():
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    for env in ("UPCHECK_TARGETS", "UPCHECK_CLOUDWATCH_URL_METRICS", "UPCHECK_CA_FILE"):
+        assert env in proc.stdout
+    assert "--once" in proc.stdout

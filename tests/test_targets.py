@@ -1,0 +1,121 @@
+"""The targets CSV: every rule of SPEC.md, with bad inputs kept as files beside their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.redact import redact_url
+from daemon.targets import Target, TargetsError, parse_expected_status, parse_targets
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_bad_rows_are_skipped_with_their_line_numbers_and_the_rest_is_used():
+    parsed = parse_targets((DATA / "bad_rows.csv").read_bytes())
+    expected = (DATA / "bad_rows.errors").read_text().splitlines()
+    assert list(parsed.errors) == expected
+    assert [t.name for t in parsed.targets] == ["shop", "private", "cdn"]
+    shop, private, cdn = parsed.targets
+    assert shop == Target(
+        url="https://shop.example/",
+        name="shop",
+        interval=30.0,
+        timeout=5.0,
+        method="GET",
+        expected_status=((200, 200),),
+        body_contains="Welcome",
+    )
+    assert private.method == "HEAD" and private.expected_status == ((200, 299),)
+    assert cdn.expected_status == ((200, 200), (301, 301), (302, 302))
+
+
+@pytest.mark.parametrize(
+    "path", sorted(DATA.glob("invalid-*.csv")), ids=lambda p: p.stem.removeprefix("invalid-")
+)
+def test_an_unusable_file_is_rejected_whole_with_its_exact_error(path: Path):
+    expected = path.with_suffix(".error").read_text().strip()
+    with pytest.raises(TargetsError) as caught:
+        parse_targets(path.read_bytes())
+    assert str(caught.value) == expected
+
+
+def test_without_a_header_column_one_is_the_url_and_column_two_the_name():
+    parsed = parse_targets(b"https://a.example/,Alpha\nhttps://b.example/path/\n")
+    assert [(t.url, t.name) for t in parsed.targets] == [
+        ("https://a.example/", "Alpha"),
+        ("https://b.example/path/", "b.example/path"),
+    ]
+    assert parsed.errors == ()
+
+
+def test_a_bom_comments_and_blank_lines_are_tolerated():
+    data = "\ufeff# team list\n\n   \nurl\n# off for now: https://x.example/\nhttps://a.example/\n"
+    parsed = parse_targets(data.encode())
+    assert [t.url for t in parsed.targets] == ["https://a.example/"]
+    assert parsed.errors == ()
+
+
+def test_the_header_is_found_in_any_case_and_unknown_columns_are_reported():
+    parsed = parse_targets(b"Name,URL,Owner\nshop,https://shop.example/,ops\n")
+    assert parsed.targets[0].name == "shop"
+    assert parsed.errors == ("line 1: unknown column 'owner' ignored",)
+
+
+def test_duplicates_keep_the_first_row():
+    parsed = parse_targets(b"url,name\nhttps://a.example/,first\nhttps://a.example/,second\n")
+    assert [t.name for t in parsed.targets] == ["first"]
+    assert parsed.errors == (
+        "line 3: duplicate url 'https://a.example/' (first on line 2), skipped",
+    )
+
+
+def test_an_empty_file_is_an_empty_list_not_an_error():
+    assert parse_targets(b"").targets == ()
+    assert parse_targets(b"url,name\n").targets == ()
+
+
+def test_errors_never_show_credentials():
+    data = b"url\nhttps://alice:pa55word@[bad/?api_key=k3y\nhttps://ok.example/\n"
+    parsed = parse_targets(data)
+    joined = " ".join(parsed.errors)
+    assert "pa55word" not in joined and "k3y" not in joined
+    assert "xxxxx" in joined
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("200", ((200, 200),)),
+        ("200-299", ((200, 299),)),
+        ("200,301,302", ((200, 200), (301, 301), (302, 302))),
+        ("200-204, 404", ((200, 204), (404, 404))),
+    ],
+)
+def test_expected_status_forms(raw, expected):
+    assert parse_expected_status(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["abc", "299-200", "99", "600", ",", "2xx"])
+def test_expected_status_rejects_nonsense(raw):
+    with pytest.raises(ValueError, match="bad expected_status"):
+        parse_expected_status(raw)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://example.com/a?b=1", "https://example.com/a?b=1"),
+        ("https://bob:hunter2@example.com/", "https://xxxxx@example.com/"),
+        ("https://bob@example.com/", "https://xxxxx@example.com/"),
+        (
+            "https://example.com/?token=t0k&page=2&api_key=k&X-Amz-Signature=s1g&sig=9",
+            "https://example.com/?token=xxxxx&page=2&api_key=xxxxx&X-Amz-Signature=xxxxx&sig=xxxxx",
+        ),
+        ("https://example.com/?password=&q=x", "https://example.com/?password=&q=x"),
+        ("https://example.com/?Secret=a#frag", "https://example.com/?Secret=xxxxx#frag"),
+    ],
+)
+def test_redaction_masks_userinfo_and_secret_query_values_only(url, shown):
+    assert redact_url(url) == shown
