@@ -1,0 +1,223 @@
+"""The Grafana dashboard: well-formed, provisioned, and every query true to the daemon.
+
+Grafana itself is not available here, so the dashboard is read as data; its PromQL is checked
+against a live daemon's /metrics (names and labels) and run on a real Prometheus that scrapes
+that daemon (syntax, and that each query returns data).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ops.conftest import REPO, Daemon, Prometheus, Targets
+from tests.ops.promql import exported, names, problems
+from tests.support import wait_until
+
+GRAFANA = REPO / "ops" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "upcheck.json"
+# What Grafana would put in place of its variables; `.*` is the "All" value of name and url.
+GRAFANA_VARIABLES = {
+    "__rate_interval": "1m",
+    "__interval": "1m",
+    "__range": "5m",
+    "name": ".*",
+    "url": ".*",
+}
+LABEL_VALUES = re.compile(r"label_values\((?P<selector>.+),\s*(?P<label>\w+)\)")
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def panels() -> list[dict[str, Any]]:
+    top = dashboard()["panels"]
+    return top + [inner for p in top if p["type"] == "row" for inner in p.get("panels", [])]
+
+
+def substitute(expr: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        return GRAFANA_VARIABLES[match.group(1) or match.group(2)]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def expressions() -> list[tuple[str, str]]:
+    """(panel title, PromQL with Grafana's variables filled in) for every query."""
+    return [
+        (p["title"], substitute(t["expr"]))
+        for p in panels()
+        if p["type"] != "row"
+        for t in p["targets"]
+    ]
+
+
+def variable_queries() -> list[tuple[str, str, str]]:
+    """(variable, selector, label) of each `label_values(selector, label)` variable."""
+    found = []
+    for variable in dashboard()["templating"]["list"]:
+        if variable["type"] == "query":
+            match = LABEL_VALUES.fullmatch(variable["query"]["query"])
+            assert match, variable["query"]
+            found.append((variable["name"], substitute(match["selector"]), match["label"]))
+    return found
+
+
+# ------------------------------------------------------------------------- the reader itself
+
+EXAMPLE_EXPOSITION = """\
+# TYPE probe_success gauge
+probe_success{name="a",url="http://a/"} 1
+# TYPE upcheck_probe_lateness_seconds histogram
+upcheck_probe_lateness_seconds_bucket{le="1.0"} 1
+upcheck_probe_lateness_seconds_bucket{le="+Inf"} 1
+upcheck_probe_lateness_seconds_sum 0.1
+upcheck_probe_lateness_seconds_count 1
+"""
+
+
+def test_the_reader_flags_unknown_metrics_and_labels_and_accepts_known_ones() -> None:
+    known = exported(EXAMPLE_EXPOSITION)
+    assert problems('sum by (name) (probe_success{url=~".*"})', known) == []
+    lateness = "rate(upcheck_probe_lateness_seconds_bucket[1m])"
+    assert problems(f"histogram_quantile(0.9, sum by (le) ({lateness}))", known) == []
+    assert problems("probe_sucess", known) == ["metric probe_sucess is not exported"]
+    assert problems('probe_success{target="x"}', known) == ["probe_success has no label target"]
+    assert problems("sum by (phase) (probe_success)", known) == [
+        "no metric in the expression has label phase"
+    ]
+    used = names("count(probe_success == 0) or vector(0) and on (job) probe_success offset 5m")
+    assert set(used.selectors) == {"probe_success"} and used.grouping == {"job"}
+
+
+# ------------------------------------------------------------------------- structure
+
+
+def test_panel_ids_are_unique_and_the_grid_has_no_overlap() -> None:
+    all_panels = panels()
+    ids = [p["id"] for p in all_panels]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in all_panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
+        mine = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & mine, f"{p['title']} overlaps another panel"
+        cells |= mine
+
+
+def test_every_query_uses_the_datasource_variable() -> None:
+    (source,) = [v for v in dashboard()["templating"]["list"] if v["type"] == "datasource"]
+    assert source["query"] == "prometheus"
+    for p in panels():
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": f"${{{source['name']}}}"}
+        for target in p["targets"]:
+            assert target["datasource"] == p["datasource"], p["title"]
+
+
+def test_the_dashboard_shows_what_an_operator_needs() -> None:
+    by_metric: dict[str, list[str]] = {}
+    for title, expr in expressions():
+        for metric in names(expr).selectors:
+            by_metric.setdefault(metric, []).append(title)
+    # Every per-URL series of SPEC.md, and the daemon's own health.
+    for metric in (
+        "probe_success",
+        "probe_duration_seconds",
+        "probe_http_status_code",
+        "probe_http_duration_seconds",
+        "probe_http_content_length",
+        "probe_http_redirects",
+        "probe_http_ssl",
+        "probe_ssl_earliest_cert_expiry",
+        "upcheck_consecutive_failures",
+        "upcheck_targets",
+        "upcheck_targets_last_load_success",
+        "upcheck_targets_load_errors_total",
+        "upcheck_probes_total",
+        "upcheck_probe_lateness_seconds_bucket",
+        "upcheck_sink_errors_total",
+        "upcheck_sink_last_success_timestamp_seconds",
+    ):
+        assert metric in by_metric, f"no panel shows {metric}"
+    phases = [e for _, e in expressions() if "probe_http_duration_seconds" in e]
+    assert any(
+        "{{phase}}" in t["legendFormat"]
+        for p in panels()
+        if p["type"] != "row"
+        for t in p["targets"]
+        if "probe_http_duration_seconds" in t["expr"]
+    ), phases
+    rows = [p["title"] for p in panels() if p["type"] == "row"]
+    assert rows[0] == "Fleet overview" and "Daemon health" in rows
+
+
+def test_provisioning_loads_the_dashboards_folder_and_a_prometheus_source() -> None:
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/upcheck.yml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].endswith("/upcheck")
+    sources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    (source,) = sources["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "${PROMETHEUS_URL}"
+    assert dashboard()["uid"] == "upcheck-overview"
+
+
+# ------------------------------------------------------------------------- against the daemon
+
+
+def test_every_query_names_only_metrics_and_labels_the_daemon_exports(
+    live_daemon: Daemon,
+) -> None:
+    exports = exported(live_daemon.metrics())
+    # The https target makes the certificate series exist; the results file the sink series.
+    assert "probe_ssl_earliest_cert_expiry" in exports
+    assert "upcheck_sink_errors_total" in exports
+    found = {
+        f"{title}: {expr}": problems(expr, exports)
+        for title, expr in expressions()
+        if problems(expr, exports)
+    }
+    for variable, selector, label in variable_queries():
+        wrong = problems(selector, exports)
+        (metric,) = names(selector).selectors
+        if label not in exports[metric]:
+            wrong.append(f"{metric} has no label {label}")
+        if wrong:
+            found[f"variable {variable}"] = wrong
+    assert found == {}
+
+
+@pytest.mark.parametrize("title,expr", expressions(), ids=[t for t, _ in expressions()])
+def test_every_query_runs_on_prometheus_and_returns_data(
+    live_prometheus: Prometheus, title: str, expr: str
+) -> None:
+    # A syntax error fails at once (the API answers 400); an empty answer is polled for a
+    # while, since rate() and friends need a few scrapes first.
+    wait_until(lambda: live_prometheus.query(expr), timeout=20, what=f"data for {title!r}")
+
+
+def test_the_name_and_url_variables_list_the_targets(
+    live_prometheus: Prometheus, targets: Targets
+) -> None:
+    wanted = {
+        "name": set(targets.expected),
+        "url": {url for url, _, _ in targets.expected.values()},
+    }
+    for variable, selector, label in variable_queries():
+        values = wait_until(
+            lambda s=selector, lb=label: set(
+                live_prometheus.api(f"label/{lb}/values", **{"match[]": s})
+            ),
+            timeout=20,
+            what=f"values of {variable}",
+        )
+        assert values == wanted[variable]

@@ -1,0 +1,188 @@
+"""The GitHub Actions workflows: yamllint-clean, and their triggers, jobs and permissions.
+
+No runner can execute them here, so the test reads them as data and asserts what matters for
+safety: least permissions per job, OIDC (`id-token: write`) only where an AWS role is assumed,
+no long-lived keys, and every action pinned to a major version or a full commit SHA.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ops.conftest import REPO, venv_tool
+
+WORKFLOWS = REPO / ".github" / "workflows"
+ASSUME_ROLE = "aws-actions/configure-aws-credentials"
+# What any job here may ask for; anything else is more than these workflows need.
+ALLOWED_PERMISSIONS = {("contents", "read"), ("id-token", "write")}
+PINNED = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[A-Za-z0-9_./-]+)?@(v\d+|[0-9a-f]{40})")
+
+
+def load(name: str) -> dict[str, Any]:
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    if True in workflow:
+        workflow["on"] = workflow.pop(True)
+    return workflow
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return job.get("steps", [])
+
+
+def uses(job: dict[str, Any]) -> list[str]:
+    return [s["uses"] for s in steps(job) if "uses" in s]
+
+
+def scripts(job: dict[str, Any]) -> str:
+    return "\n".join(s.get("run", "") for s in steps(job))
+
+
+def assumes_role(job: dict[str, Any]) -> bool:
+    return any(u.split("@")[0] == ASSUME_ROLE for u in uses(job))
+
+
+ALL = sorted(p.name for p in WORKFLOWS.glob("*.yml"))
+
+
+def test_the_three_workflows_exist() -> None:
+    assert ALL == ["ci.yml", "infra.yml", "release.yml"]
+
+
+def test_yamllint_is_clean_on_every_yaml_file_we_ship() -> None:
+    linted = subprocess.run(
+        [
+            venv_tool("yamllint"),
+            "--strict",
+            "--format",
+            "parsable",
+            ".yamllint",
+            ".github",
+            "ops/prometheus",
+            "ops/grafana",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_default_permissions_and_least_permissions_per_job(name: str) -> None:
+    workflow = load(name)
+    assert workflow["permissions"] == {}, "grant nothing at workflow level"
+    for job_name, job in workflow["jobs"].items():
+        granted = job.get("permissions")
+        assert isinstance(granted, dict) and granted, f"{job_name}: no explicit permissions"
+        assert set(granted.items()) <= ALLOWED_PERMISSIONS, f"{job_name}: {granted}"
+        oidc = granted.get("id-token") == "write"
+        assert oidc == assumes_role(job), f"{job_name}: id-token: write iff it assumes a role"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_actions_are_pinned_to_a_major_version_or_a_full_sha(name: str) -> None:
+    for job_name, job in load(name)["jobs"].items():
+        for action in uses(job):
+            assert PINNED.fullmatch(action), f"{job_name}: {action}"
+        if "uses" in job:  # a reusable workflow call
+            assert job["uses"].startswith("./.github/workflows/"), job["uses"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_long_lived_aws_keys_anywhere(name: str) -> None:
+    text = (WORKFLOWS / name).read_text()
+    assert "aws-access-key-id" not in text and "aws-secret-access-key" not in text
+    assert "AWS_ACCESS_KEY_ID" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    for job in load(name)["jobs"].values():
+        for step in steps(job):
+            if step.get("uses", "").startswith(ASSUME_ROLE):
+                assert step["with"]["role-to-assume"].startswith("${{ vars.")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_job_has_a_time_limit(name: str) -> None:
+    for job_name, job in load(name)["jobs"].items():
+        if "uses" not in job:
+            assert 0 < job["timeout-minutes"] <= 60, job_name
+
+
+def test_ci_runs_make_test_on_pull_requests_and_pushes() -> None:
+    workflow = load("ci.yml")
+    assert {"pull_request", "push", "workflow_call"} <= set(workflow["on"])
+    assert workflow["on"]["push"] is None, "every push, on any branch"
+    (job,) = workflow["jobs"].values()
+    assert scripts(job).strip() == "bash .ci/run"
+    # .ci/run is the same command this project's CI runs, and it runs `make test`.
+    ci_run = (REPO / ".ci" / "run").read_text().splitlines()
+    assert "make test" in [line.strip() for line in ci_run]
+    assert "prometheus" in next(line for line in ci_run if line.startswith("apt_packages="))
+    assert "actions/checkout@v4" in uses(job)
+
+
+def test_release_builds_pushes_and_deploys_from_main_and_tags_after_the_tests() -> None:
+    workflow = load("release.yml")
+    assert set(workflow["on"]) == {"push"}
+    assert workflow["on"]["push"]["branches"] == ["main"]
+    assert workflow["on"]["push"]["tags"]
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+
+    jobs = workflow["jobs"]
+    assert jobs["test"]["uses"] == "./.github/workflows/ci.yml"
+    image, deploy = jobs["image"], jobs["deploy"]
+    assert image["needs"] == "test" and deploy["needs"] == "image"
+
+    assert assumes_role(image) and "aws-actions/amazon-ecr-login@v2" in uses(image)
+    build = next(s for s in steps(image) if s.get("uses", "").startswith("docker/build-push"))
+    assert build["with"]["push"] is True
+    naming = scripts(image)
+    assert "${GITHUB_SHA}" in naming and "${VERSION}" in naming, "tag with the SHA and version"
+    assert "GITHUB_REF_NAME#v" in naming, "a tag build is tagged with its version"
+
+    assert assumes_role(deploy)
+    assert deploy["environment"] == "production"
+    rollout = next(
+        s for s in steps(deploy) if "amazon-ecs-deploy-task-definition" in s.get("uses", "")
+    )
+    assert rollout["with"]["wait-for-service-stability"] is True
+    assert rollout["with"]["service"] and rollout["with"]["cluster"]
+
+
+def test_infra_plans_pull_requests_and_applies_main_behind_a_protected_environment() -> None:
+    workflow = load("infra.yml")
+    paths = workflow["on"]["pull_request"]["paths"]
+    assert "ops/terraform/**" in paths
+    assert workflow["on"]["push"]["branches"] == ["main"]
+    assert workflow["on"]["push"]["paths"] == paths
+    assert workflow["defaults"]["run"]["working-directory"] == "ops/terraform"
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+
+    jobs = workflow["jobs"]
+    check = scripts(jobs["check"])
+    assert "terraform fmt -check" in check and "terraform validate" in check
+    assert "terraform init -backend=false" in check
+    assert not assumes_role(jobs["check"]), "fmt and validate need no AWS access"
+
+    plan = jobs["plan"]
+    assert plan["if"] == "github.event_name == 'pull_request'" and plan["needs"] == "check"
+    assert "terraform plan" in scripts(plan) and "terraform apply" not in scripts(plan)
+    assert "environment" not in plan
+
+    apply = jobs["apply"]
+    assert apply["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert apply["environment"] == "production"
+    assert "terraform apply" in scripts(apply) and apply["needs"] == "check"
+
+    versions = {
+        s["with"]["terraform_version"]
+        for job in jobs.values()
+        for s in steps(job)
+        if s.get("uses", "").startswith("hashicorp/setup-terraform")
+    }
+    assert len(versions) == 1, "one Terraform version for check, plan and apply"
