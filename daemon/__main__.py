@@ -71,6 +71,11 @@ def make_sinks(settings: Settings, store: ResultsStore, telemetry: Telemetry) ->
     return sinks
 
 
+def _yield() -> None:
+    """Let other greenlets (probes) run while a long document is being built."""
+    gevent.sleep(0)
+
+
 class Daemon:
     """The wired parts of one running upcheck."""
 
@@ -105,11 +110,11 @@ class Daemon:
         self.exposition = Exposition(self.store, self.telemetry)
 
     def snapshot(self) -> Snapshot:
-        document = build_document(self.store, self.settings.app_name)
         return Snapshot(
-            document=document,
-            status_html=render_status_page(document),
+            self.store,
+            self.settings.app_name,
             targets_load_success=self.reloader.loaded and self.reloader.last_error is None,
+            pause=_yield,
         )
 
     def ready(self) -> tuple[bool, str]:
@@ -131,7 +136,7 @@ class Daemon:
             ready=self.ready,
             results=self.results_answer,
             status_page=lambda: render_status_page(
-                build_document(self.store, self.settings.app_name)
+                build_document(self.store, self.settings.app_name, pause=_yield)
             ),
         )
 

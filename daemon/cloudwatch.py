@@ -164,14 +164,13 @@ class CloudWatchSink:
 
     def _drain(self, snapshot: Snapshot, when: datetime) -> list[dict[str, Any]]:
         app_dims = [{"Name": "Application", "Value": dimension_value(self.application)}]
-        document = snapshot.document
         datums: list[dict[str, Any]] = [
             {"MetricName": name, "Dimensions": app_dims, "Timestamp": when, "Value": float(value),
              "Unit": "Count"}
             for name, value in (
-                ("TargetsTotal", document["targets_total"]),
-                ("TargetsUp", document["targets_up"]),
-                ("TargetsDown", document["targets_down"]),
+                ("TargetsTotal", snapshot.targets_total),
+                ("TargetsUp", snapshot.targets_up),
+                ("TargetsDown", snapshot.targets_down),
                 ("TargetsLoadSuccess", 1 if snapshot.targets_load_success else 0),
             )
         ]  # fmt: skip

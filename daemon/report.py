@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,9 +57,18 @@ def _entry(state: TargetState) -> dict[str, Any]:
 
 
 def build_document(
-    store: ResultsStore, application: str, now: float | None = None
+    store: ResultsStore,
+    application: str,
+    now: float | None = None,
+    pause: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    entries = [_entry(state) for state in store.states()]
+    """The results document. ``pause`` is called every few hundred targets so that, with
+    gevent, building it for a large fleet does not hold up the probes running meanwhile."""
+    entries = []
+    for index, state in enumerate(store.states(), start=1):
+        entries.append(_entry(state))
+        if pause is not None and index % 500 == 0:
+            pause()
     up = sum(1 for e in entries if e["up"] is True)
     down = sum(1 for e in entries if e["up"] is False)
     return {

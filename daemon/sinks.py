@@ -14,25 +14,47 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import gevent
 
 from daemon.clock import Clock
 from daemon.logs import event
+from daemon.report import build_document, render_status_page
+from daemon.results import ResultsStore
 from daemon.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What every sink publishes: one instant of the results store."""
+    """One instant of the results store, as the sinks need it.
 
-    document: dict[str, Any]
-    status_html: str
-    targets_load_success: bool
+    The counts are taken at once; the document and the page only when a sink asks for them,
+    and once: at tens of thousands of targets they cost real CPU, and CloudWatch needs neither.
+    """
+
+    def __init__(
+        self,
+        store: ResultsStore,
+        application: str,
+        targets_load_success: bool,
+        pause: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self.application = application
+        self.targets_load_success = targets_load_success
+        self.targets_total, self.targets_up, self.targets_down = store.counts()
+        self._pause = pause
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        return build_document(self._store, self.application, pause=self._pause)
+
+    @cached_property
+    def status_html(self) -> str:
+        return render_status_page(self.document)
 
     def document_bytes(self) -> bytes:
         return json.dumps(self.document, separators=(",", ":"), allow_nan=False).encode()

@@ -97,10 +97,7 @@ def test_a_missing_object_or_bucket_is_a_source_error(s3, url, code):
 
 
 def snapshot(store: ResultsStore | None = None, ok: bool = True) -> Snapshot:
-    from daemon.report import build_document, render_status_page
-
-    document = build_document(store or ResultsStore(), "shop")
-    return Snapshot(document, render_status_page(document), ok)
+    return Snapshot(store or ResultsStore(), "shop", targets_load_success=ok)
 
 
 def test_results_are_one_json_object_with_the_status_page_beside_it(s3):
