@@ -82,6 +82,7 @@ module "storage" {
   source = "./modules/storage"
 
   account_id                = local.account_id
+  partition                 = local.partition
   targets_bucket            = local.targets_bucket
   results_bucket            = local.results_bucket
   logs_bucket               = local.logs_bucket
@@ -89,6 +90,7 @@ module "storage" {
   task_role_arn             = module.iam.task_role_arn
   admin_principal_arns      = var.bucket_admin_principal_arns
   access_log_retention_days = var.access_log_retention_days
+  force_destroy             = var.force_destroy_buckets
 }
 
 module "load_balancer" {

@@ -348,6 +348,12 @@ variable "bucket_admin_principal_arns" {
   }
 }
 
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete the buckets even when they still hold objects (logs, results, the targets CSV). Keep false in production."
+  type        = bool
+  default     = false
+}
+
 variable "access_log_retention_days" {
   description = "Days the ALB and S3 access logs are kept in the logs bucket."
   type        = number

@@ -5,7 +5,8 @@
 resource "aws_s3_bucket" "this" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is not needed: the targets CSV has its source in version control and results are regenerated every publish interval.
   #checkov:skip=CKV2_AWS_62:No consumer needs event notifications; the daemon polls the targets object by ETag.
-  bucket = var.name
+  bucket        = var.name
+  force_destroy = var.force_destroy
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
@@ -71,6 +72,8 @@ resource "aws_s3_bucket_logging" "this" {
   target_prefix = "s3/${var.name}/"
 }
 
+# {"AWS": "*"} is IAM's spelling of "everyone" that every tool parses alike; it matches the
+# same principals as a bare "*" in a bucket policy.
 data "aws_iam_policy_document" "this" {
   statement {
     sid       = "DenyPlainHttp"
@@ -79,7 +82,7 @@ data "aws_iam_policy_document" "this" {
     resources = [aws_s3_bucket.this.arn, "${aws_s3_bucket.this.arn}/*"]
 
     principals {
-      type        = "*"
+      type        = "AWS"
       identifiers = ["*"]
     }
 
@@ -97,7 +100,7 @@ data "aws_iam_policy_document" "this" {
     resources = ["${aws_s3_bucket.this.arn}/*"]
 
     principals {
-      type        = "*"
+      type        = "AWS"
       identifiers = ["*"]
     }
 

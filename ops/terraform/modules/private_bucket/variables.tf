@@ -18,6 +18,11 @@ variable "noncurrent_version_days" {
   type        = number
 }
 
+variable "force_destroy" {
+  description = "Allow deleting the bucket with objects in it."
+  type        = bool
+}
+
 variable "access_log_bucket" {
   description = "Bucket receiving this bucket's server access logs (under s3/<name>/)."
   type        = string

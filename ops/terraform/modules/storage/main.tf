@@ -8,6 +8,10 @@
 
 locals {
   object_principals = concat([var.task_role_arn], var.admin_principal_arns)
+
+  # S3 refuses to turn on access logging until the destination's policy admits the logging
+  # service, so the data buckets take the name from the policy resource, not the bucket.
+  log_destination = aws_s3_bucket_policy.logs.bucket
 }
 
 module "targets" {
@@ -17,7 +21,8 @@ module "targets" {
   kms_key_arn             = var.kms_key_arn
   object_principal_arns   = local.object_principals
   noncurrent_version_days = 90 # a bad edit of the CSV can be rolled back for three months
-  access_log_bucket       = aws_s3_bucket.logs.id
+  access_log_bucket       = local.log_destination
+  force_destroy           = var.force_destroy
 }
 
 module "results" {
@@ -28,7 +33,8 @@ module "results" {
   object_principal_arns = local.object_principals
   # The daemon rewrites results.json every publish interval: keep one day of versions only.
   noncurrent_version_days = 1
-  access_log_bucket       = aws_s3_bucket.logs.id
+  access_log_bucket       = local.log_destination
+  force_destroy           = var.force_destroy
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -39,7 +45,8 @@ resource "aws_s3_bucket" "logs" {
   #checkov:skip=CKV_AWS_144:Access logs are kept in-region only; replication would double their cost for no operational gain.
   #checkov:skip=CKV_AWS_145:ALB access logs and S3 server access logs can only be delivered to SSE-S3 buckets, not SSE-KMS.
   #checkov:skip=CKV2_AWS_62:Nothing consumes log-delivery events.
-  bucket = var.logs_bucket
+  bucket        = var.logs_bucket
+  force_destroy = var.force_destroy
 }
 
 resource "aws_s3_bucket_public_access_block" "logs" {
@@ -113,7 +120,7 @@ data "aws_iam_policy_document" "logs" {
     resources = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
 
     principals {
-      type        = "*"
+      type        = "AWS"
       identifiers = ["*"]
     }
 
@@ -124,20 +131,31 @@ data "aws_iam_policy_document" "logs" {
     }
   }
 
-  statement {
-    sid       = "S3ServerAccessLogs"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.logs.arn}/s3/*"]
+  # One statement per source bucket, each limited to that bucket's prefix and ARN.
+  dynamic "statement" {
+    for_each = { targets = var.targets_bucket, results = var.results_bucket }
 
-    principals {
-      type        = "Service"
-      identifiers = ["logging.s3.amazonaws.com"]
-    }
+    content {
+      sid       = "S3ServerAccessLogsFrom${title(statement.key)}"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.logs.arn}/s3/${statement.value}/*"]
 
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [var.account_id]
+      principals {
+        type        = "Service"
+        identifiers = ["logging.s3.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [var.account_id]
+      }
+
+      condition {
+        test     = "ArnLike"
+        variable = "aws:SourceArn"
+        values   = ["arn:${var.partition}:s3:::${statement.value}"]
+      }
     }
   }
 

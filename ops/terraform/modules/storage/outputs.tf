@@ -10,5 +10,5 @@ output "results_bucket" {
 
 output "logs_bucket" {
   description = "Name of the access-log bucket (ALB logs under alb/, S3 server access logs under s3/)."
-  value       = aws_s3_bucket.logs.id
+  value       = aws_s3_bucket_policy.logs.bucket # ALB log delivery is checked against the policy
 }

@@ -3,6 +3,11 @@ variable "account_id" {
   type        = string
 }
 
+variable "partition" {
+  description = "AWS partition."
+  type        = string
+}
+
 variable "targets_bucket" {
   description = "Name of the bucket holding the targets CSV."
   type        = string
@@ -31,6 +36,11 @@ variable "task_role_arn" {
 variable "admin_principal_arns" {
   description = "Further principals allowed to read and write objects (e.g. the CI role uploading the targets CSV)."
   type        = list(string)
+}
+
+variable "force_destroy" {
+  description = "Allow deleting the buckets with objects in them."
+  type        = bool
 }
 
 variable "access_log_retention_days" {
