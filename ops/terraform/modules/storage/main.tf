@@ -44,7 +44,7 @@ resource "aws_s3_bucket" "logs" {
   #checkov:skip=CKV_AWS_18:This is the access-log destination; logging it into itself would loop.
   #checkov:skip=CKV_AWS_144:Access logs are kept in-region only; replication would double their cost for no operational gain.
   #checkov:skip=CKV_AWS_145:ALB access logs and S3 server access logs can only be delivered to SSE-S3 buckets, not SSE-KMS.
-  #checkov:skip=CKV2_AWS_62:Nothing consumes log-delivery events.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes log-delivery events; the logs are read on demand.
   bucket        = var.logs_bucket
   force_destroy = var.force_destroy
 }
