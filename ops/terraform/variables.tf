@@ -422,9 +422,9 @@ variable "adot_image" {
 }
 
 variable "amp_scrape_interval" {
-  description = "How often the collector scrapes /metrics, in seconds."
+  description = "How often the collector scrapes /metrics, in seconds. AMP bills per sample ingested, and probes run once per probe_interval, so scraping faster than that mostly buys duplicate samples."
   type        = number
-  default     = 30
+  default     = 60
 
   validation {
     condition     = var.amp_scrape_interval >= 5 && var.amp_scrape_interval <= 300
