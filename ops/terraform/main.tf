@@ -147,9 +147,6 @@ module "service" {
   adot_image           = var.adot_image
   amp_remote_write_url = var.enable_amp ? module.prometheus[0].remote_write_url : ""
   amp_scrape_interval  = var.amp_scrape_interval
-
-  # The service registers with the target group only once a listener forwards to it.
-  depends_on = [module.load_balancer]
 }
 
 module "monitoring" {

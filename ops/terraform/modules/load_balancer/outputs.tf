@@ -4,8 +4,12 @@ output "security_group_id" {
 }
 
 output "target_group_arn" {
-  description = "Target group the service registers its tasks in."
+  description = "Target group the service registers its tasks in (available once a listener forwards to it, which ECS requires)."
   value       = aws_lb_target_group.this.arn
+
+  # Only the ECS service has to wait for the listener; the cluster, task definition and
+  # security group are created meanwhile.
+  depends_on = [aws_lb_listener.http, aws_lb_listener.https]
 }
 
 output "target_group_arn_suffix" {
