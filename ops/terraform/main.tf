@@ -1,0 +1,172 @@
+# upcheck on ECS Fargate: one `terraform apply` builds the network, storage, registry, load
+# balancer, IAM, service, alarms and (optionally) Amazon Managed Prometheus. Each concern lives
+# in its own module under modules/; this file only wires them together.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  app_name   = var.app_name == "" ? var.name : var.app_name
+
+  # Bucket names are computed here, not read back from the storage module, so that IAM (which
+  # needs the ARNs) and storage (which needs the task role for its bucket policies) do not depend
+  # on each other.
+  targets_bucket = "${var.name}-targets-${local.account_id}-${var.aws_region}"
+  results_bucket = "${var.name}-results-${local.account_id}-${var.aws_region}"
+  logs_bucket    = "${var.name}-logs-${local.account_id}-${var.aws_region}"
+
+  log_group_name = "/ecs/${var.name}"
+  https_enabled  = var.domain_name != ""
+
+  # CloudWatch alarm periods must be whole minutes; the daemon pushes once per publish interval.
+  alarm_period = max(60, ceil(var.publish_interval / 60) * 60)
+}
+
+module "encryption" {
+  source = "./modules/encryption"
+
+  name       = var.name
+  region     = var.aws_region
+  account_id = local.account_id
+  partition  = local.partition
+}
+
+module "network" {
+  source = "./modules/network"
+
+  name               = var.name
+  cidr               = var.vpc_cidr
+  availability_zones = var.availability_zones
+  nat_gateway_per_az = var.nat_gateway_per_az
+  kms_key_arn        = module.encryption.key_arn
+  log_retention_days = var.log_retention_days
+  account_id         = local.account_id
+}
+
+module "registry" {
+  source = "./modules/registry"
+
+  name        = var.name
+  kms_key_arn = module.encryption.key_arn
+}
+
+module "prometheus" {
+  source = "./modules/prometheus"
+  count  = var.enable_amp ? 1 : 0
+
+  name = var.name
+}
+
+module "iam" {
+  source = "./modules/iam"
+
+  name                 = var.name
+  account_id           = local.account_id
+  partition            = local.partition
+  region               = var.aws_region
+  ecr_repository_arn   = module.registry.repository_arn
+  log_group_name       = local.log_group_name
+  targets_bucket       = local.targets_bucket
+  targets_key          = var.targets_key
+  results_bucket       = local.results_bucket
+  results_prefix       = var.results_prefix
+  kms_key_arn          = module.encryption.key_arn
+  cloudwatch_namespace = var.cloudwatch_namespace
+  enable_amp           = var.enable_amp
+  amp_workspace_arn    = var.enable_amp ? module.prometheus[0].workspace_arn : ""
+}
+
+module "storage" {
+  source = "./modules/storage"
+
+  account_id                = local.account_id
+  partition                 = local.partition
+  targets_bucket            = local.targets_bucket
+  results_bucket            = local.results_bucket
+  logs_bucket               = local.logs_bucket
+  kms_key_arn               = module.encryption.key_arn
+  task_role_arn             = module.iam.task_role_arn
+  admin_principal_arns      = var.bucket_admin_principal_arns
+  access_log_retention_days = var.access_log_retention_days
+  force_destroy             = var.force_destroy_buckets
+}
+
+module "load_balancer" {
+  source = "./modules/load_balancer"
+
+  name                = var.name
+  vpc_id              = module.network.vpc_id
+  public_subnet_ids   = module.network.public_subnet_ids
+  ingress_cidrs       = var.alb_ingress_cidrs
+  internal            = var.alb_internal
+  deletion_protection = var.alb_deletion_protection
+  access_logs_bucket  = module.storage.logs_bucket
+  container_port      = 8080
+  health_check_path   = "/health"
+  domain_name         = var.domain_name
+  route53_zone_id     = var.route53_zone_id
+  certificate_arn     = var.certificate_arn
+  enable_waf          = var.enable_waf
+  waf_rate_limit      = var.waf_rate_limit
+  kms_key_arn         = module.encryption.key_arn
+  log_retention_days  = var.log_retention_days
+}
+
+module "service" {
+  source = "./modules/service"
+
+  name                 = var.name
+  region               = var.aws_region
+  vpc_id               = module.network.vpc_id
+  private_subnet_ids   = module.network.private_subnet_ids
+  alb_security_group   = module.load_balancer.security_group_id
+  target_group_arn     = module.load_balancer.target_group_arn
+  image                = var.container_image != "" ? var.container_image : "${module.registry.repository_url}:${var.image_tag}"
+  container_user       = var.container_user
+  task_cpu             = var.task_cpu
+  task_memory          = var.task_memory
+  desired_count        = var.desired_count
+  execution_role_arn   = module.iam.execution_role_arn
+  task_role_arn        = module.iam.task_role_arn
+  log_group_name       = local.log_group_name
+  log_retention_days   = var.log_retention_days
+  kms_key_arn          = module.encryption.key_arn
+  targets_uri          = "s3://${local.targets_bucket}/${var.targets_key}"
+  results_uri          = "s3://${local.results_bucket}/${var.results_prefix}/results.json"
+  probe_interval       = var.probe_interval
+  probe_timeout        = var.probe_timeout
+  probe_concurrency    = var.probe_concurrency
+  reload_interval      = var.reload_interval
+  publish_interval     = var.publish_interval
+  cloudwatch_namespace = var.cloudwatch_namespace
+  url_metrics          = var.cloudwatch_url_metrics
+  app_name             = local.app_name
+  enable_amp           = var.enable_amp
+  adot_image           = var.adot_image
+  amp_remote_write_url = var.enable_amp ? module.prometheus[0].remote_write_url : ""
+  amp_scrape_interval  = var.amp_scrape_interval
+}
+
+module "monitoring" {
+  source = "./modules/monitoring"
+
+  name                  = var.name
+  region                = var.aws_region
+  account_id            = local.account_id
+  kms_key_arn           = module.encryption.key_arn
+  alarm_email           = var.alarm_email
+  cloudwatch_namespace  = var.cloudwatch_namespace
+  app_name              = local.app_name
+  period                = local.alarm_period
+  targets_down_periods  = var.alarm_targets_down_periods
+  silence_periods       = var.alarm_silence_periods
+  cluster_name          = module.service.cluster_name
+  service_name          = module.service.service_name
+  desired_count         = var.desired_count
+  alb_arn_suffix        = module.load_balancer.alb_arn_suffix
+  target_group_suffix   = module.load_balancer.target_group_arn_suffix
+  log_group_name        = local.log_group_name
+  url_metrics_published = var.cloudwatch_url_metrics != "none"
+}

@@ -1,0 +1,132 @@
+# Two roles, as ECS intends: the execution role is used by the ECS agent to start the task (pull
+# the image, ship the logs); the task role is what the daemon's own boto3 calls run as. Both are
+# inline policies naming exact resources: no "*" action anywhere, and "*" as a resource only for
+# the two calls AWS cannot scope to a resource (ecr:GetAuthorizationToken, and
+# cloudwatch:PutMetricData, which is pinned to one namespace by condition instead).
+
+locals {
+  log_group_arn      = "arn:${var.partition}:logs:${var.region}:${var.account_id}:log-group:${var.log_group_name}"
+  targets_object_arn = "arn:${var.partition}:s3:::${var.targets_bucket}/${var.targets_key}"
+  results_arn_prefix = "arn:${var.partition}:s3:::${var.results_bucket}/${var.results_prefix}/*"
+}
+
+data "aws_iam_policy_document" "ecs_tasks_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    # Only ECS acting for this account, so another account's task definition cannot name us.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [var.account_id]
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Execution role: image pull and logs
+# ---------------------------------------------------------------------------------------------
+resource "aws_iam_role" "execution" {
+  name               = "${var.name}-execution"
+  description        = "ECS agent for ${var.name}: pull the image, write the task logs"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+}
+
+data "aws_iam_policy_document" "execution" {
+  statement {
+    sid = "EcrLogin"
+    # GetAuthorizationToken is account-wide by design; it grants no access to any repository.
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PullTheUpcheckImage"
+    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    resources = [var.ecr_repository_arn]
+  }
+
+  statement {
+    sid       = "ShipTaskLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${local.log_group_arn}:log-stream:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name   = "pull-image-and-write-logs"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution.json
+}
+
+# ---------------------------------------------------------------------------------------------
+# Task role: what the daemon itself may do
+# ---------------------------------------------------------------------------------------------
+resource "aws_iam_role" "task" {
+  name               = "${var.name}-task"
+  description        = "upcheck daemon ${var.name}: read targets, write results, publish metrics"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+}
+
+data "aws_iam_policy_document" "task" {
+  statement {
+    sid = "ReadTheTargetsFile"
+    # GetObject also covers HeadObject and conditional (If-None-Match) GETs.
+    actions   = ["s3:GetObject"]
+    resources = [local.targets_object_arn]
+  }
+
+  statement {
+    sid = "WriteAndPresignResults"
+    # PutObject: results.json and status.html; GetObject: the presigned URL that GET /results
+    # redirects to is signed with this role, so the role itself must be able to read them.
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = [local.results_arn_prefix]
+  }
+
+  statement {
+    sid       = "UseTheBucketKeyThroughS3Only"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid = "PublishMetricsToOneNamespace"
+    # PutMetricData has no resource-level permissions; the namespace condition is the scope.
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.cloudwatch_namespace]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.enable_amp ? [var.amp_workspace_arn] : []
+
+    content {
+      sid       = "RemoteWriteToTheAmpWorkspace"
+      actions   = ["aps:RemoteWrite"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "task" {
+  name   = "upcheck-daemon"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task.json
+}

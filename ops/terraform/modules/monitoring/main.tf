@@ -1,0 +1,216 @@
+# Alarms on the SPEC.md CloudWatch figures (namespace from config, dimension Application) and
+# on the ECS service, all notifying one encrypted SNS topic; plus a dashboard of the same.
+
+locals {
+  dimensions = { Application = var.app_name }
+  actions    = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name}-alarms"
+  kms_master_key_id = var.kms_key_arn
+}
+
+data "aws_iam_policy_document" "alarms_topic" {
+  statement {
+    sid       = "CloudWatchAlarmsOfThisAccount"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [var.account_id]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "alarms" {
+  arn    = aws_sns_topic.alarms.arn
+  policy = data.aws_iam_policy_document.alarms_topic.json
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count = var.alarm_email == "" ? 0 : 1
+
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+# A URL keeps failing: at least one target down in every one of N consecutive periods.
+resource "aws_cloudwatch_metric_alarm" "targets_down" {
+  alarm_name          = "${var.name}-targets-down"
+  alarm_description   = "At least one URL has been down for ${var.targets_down_periods} consecutive periods of ${var.period}s. See the status page or results.json for which."
+  namespace           = var.cloudwatch_namespace
+  metric_name         = "TargetsDown"
+  dimensions          = local.dimensions
+  statistic           = "Minimum"
+  period              = var.period
+  evaluation_periods  = var.targets_down_periods
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching" # silence has its own alarm below
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
+# The targets file was rejected (unreadable, unparsable, or no valid row): the daemon keeps the
+# last good list, so nothing else would show it.
+resource "aws_cloudwatch_metric_alarm" "targets_invalid" {
+  alarm_name          = "${var.name}-targets-file-invalid"
+  alarm_description   = "The last load of the targets CSV failed (TargetsLoadSuccess < 1); the previous list stays in force. Check the task logs for line numbers."
+  namespace           = var.cloudwatch_namespace
+  metric_name         = "TargetsLoadSuccess"
+  dimensions          = local.dimensions
+  statistic           = "Minimum"
+  period              = var.period
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
+# The daemon went silent: no TargetsTotal datum at all. Missing data is the failure itself.
+resource "aws_cloudwatch_metric_alarm" "silent" {
+  alarm_name          = "${var.name}-daemon-silent"
+  alarm_description   = "No metrics from the daemon for ${var.silence_periods} periods of ${var.period}s: it is down, stuck, or cannot reach CloudWatch."
+  namespace           = var.cloudwatch_namespace
+  metric_name         = "TargetsTotal"
+  dimensions          = local.dimensions
+  statistic           = "SampleCount"
+  period              = var.period
+  evaluation_periods  = var.silence_periods
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
+# Fewer tasks running than desired (crash loop, failed deployment, capacity).
+resource "aws_cloudwatch_metric_alarm" "running_tasks" {
+  count = var.desired_count > 0 ? 1 : 0
+
+  alarm_name          = "${var.name}-running-tasks"
+  alarm_description   = "The ECS service runs fewer than ${var.desired_count} task(s)."
+  namespace           = "ECS/ContainerInsights"
+  metric_name         = "RunningTaskCount"
+  dimensions          = { ClusterName = var.cluster_name, ServiceName = var.service_name }
+  statistic           = "Minimum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = var.desired_count
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = var.name
+
+  dashboard_body = jsonencode({
+    widgets = concat(
+      [
+        {
+          type = "metric", x = 0, y = 0, width = 12, height = 6
+          properties = {
+            title  = "Targets"
+            region = var.region
+            stat   = "Average"
+            period = var.period
+            metrics = [
+              [var.cloudwatch_namespace, "TargetsTotal", "Application", var.app_name],
+              [var.cloudwatch_namespace, "TargetsUp", "Application", var.app_name],
+              [var.cloudwatch_namespace, "TargetsDown", "Application", var.app_name],
+            ]
+          }
+        },
+        {
+          type = "metric", x = 12, y = 0, width = 12, height = 6
+          properties = {
+            title   = "Targets file loaded (1 = ok)"
+            region  = var.region
+            stat    = "Minimum"
+            period  = var.period
+            metrics = [[var.cloudwatch_namespace, "TargetsLoadSuccess", "Application", var.app_name]]
+            yAxis   = { left = { min = 0, max = 1 } }
+          }
+        },
+        {
+          type = "metric", x = 0, y = 6, width = 8, height = 6
+          properties = {
+            title  = "ECS service"
+            region = var.region
+            stat   = "Average"
+            period = 60
+            metrics = [
+              ["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", var.cluster_name, "ServiceName", var.service_name],
+              ["AWS/ECS", "CPUUtilization", "ClusterName", var.cluster_name, "ServiceName", var.service_name],
+              ["AWS/ECS", "MemoryUtilization", "ClusterName", var.cluster_name, "ServiceName", var.service_name],
+            ]
+          }
+        },
+        {
+          type = "metric", x = 8, y = 6, width = 8, height = 6
+          properties = {
+            title  = "Load balancer"
+            region = var.region
+            stat   = "Sum"
+            period = 60
+            metrics = [
+              ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix],
+              ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", var.alb_arn_suffix],
+              ["AWS/ApplicationELB", "UnHealthyHostCount", "TargetGroup", var.target_group_suffix, "LoadBalancer", var.alb_arn_suffix, { stat = "Maximum" }],
+            ]
+          }
+        },
+        {
+          type = "alarm", x = 16, y = 6, width = 8, height = 6
+          properties = {
+            title = "Alarms"
+            alarms = concat(
+              [
+                aws_cloudwatch_metric_alarm.targets_down.arn,
+                aws_cloudwatch_metric_alarm.targets_invalid.arn,
+                aws_cloudwatch_metric_alarm.silent.arn,
+              ],
+              aws_cloudwatch_metric_alarm.running_tasks[*].arn,
+            )
+          }
+        },
+        {
+          type = "log", x = 0, y = 12, width = 24, height = 6
+          properties = {
+            title  = "Daemon errors and rejected targets rows"
+            region = var.region
+            query  = "SOURCE '${var.log_group_name}' | fields @timestamp, @message | filter @message like /(?i)(error|exception|line [0-9]+:)/ | sort @timestamp desc | limit 50"
+          }
+        },
+      ],
+      var.url_metrics_published ? [
+        {
+          type = "metric", x = 0, y = 18, width = 24, height = 6
+          properties = {
+            title  = "Slowest URLs (highest ResponseTime, top 10)"
+            region = var.region
+            period = var.period
+            metrics = [[{
+              expression = "SELECT MAX(ResponseTime) FROM SCHEMA(\"${var.cloudwatch_namespace}\", Application, Url) WHERE Application = '${var.app_name}' GROUP BY Url ORDER BY MAX() DESC LIMIT 10"
+              id         = "slowest"
+              label      = "ResponseTime"
+            }]]
+          }
+        },
+      ] : [],
+    )
+  })
+}

@@ -1,0 +1,84 @@
+variable "name" {
+  description = "Name prefix of the topic, alarms and dashboard."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the dashboard's widgets."
+  type        = string
+}
+
+variable "account_id" {
+  description = "Account whose alarms may publish to the topic."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "KMS key that encrypts the topic."
+  type        = string
+}
+
+variable "alarm_email" {
+  description = "E-mail subscribed to the topic; empty for none."
+  type        = string
+}
+
+variable "cloudwatch_namespace" {
+  description = "Namespace the daemon publishes to."
+  type        = string
+}
+
+variable "app_name" {
+  description = "Value of the Application dimension."
+  type        = string
+}
+
+variable "period" {
+  description = "Alarm period in seconds (a whole number of minutes, at least the publish interval)."
+  type        = number
+}
+
+variable "targets_down_periods" {
+  description = "Periods with a URL down before the TargetsDown alarm fires."
+  type        = number
+}
+
+variable "silence_periods" {
+  description = "Periods without data before the silence alarm fires."
+  type        = number
+}
+
+variable "cluster_name" {
+  description = "ECS cluster of the service."
+  type        = string
+}
+
+variable "service_name" {
+  description = "ECS service whose running tasks are watched."
+  type        = string
+}
+
+variable "desired_count" {
+  description = "Tasks that should be running; the task-count alarm exists only when it is above 0."
+  type        = number
+}
+
+variable "alb_arn_suffix" {
+  description = "LoadBalancer dimension for the dashboard."
+  type        = string
+}
+
+variable "target_group_suffix" {
+  description = "TargetGroup dimension for the dashboard."
+  type        = string
+}
+
+variable "log_group_name" {
+  description = "Log group shown on the dashboard."
+  type        = string
+}
+
+variable "url_metrics_published" {
+  description = "Whether per-URL metrics are published (adds a per-URL widget)."
+  type        = bool
+}

@@ -1,0 +1,34 @@
+variable "name" {
+  description = "Name prefix of the network resources."
+  type        = string
+}
+
+variable "cidr" {
+  description = "CIDR block of the VPC."
+  type        = string
+}
+
+variable "nat_gateway_per_az" {
+  description = "One NAT gateway per AZ instead of a single shared one."
+  type        = bool
+}
+
+variable "kms_key_arn" {
+  description = "KMS key that encrypts the flow-log log group."
+  type        = string
+}
+
+variable "log_retention_days" {
+  description = "Retention of the flow-log log group."
+  type        = number
+}
+
+variable "account_id" {
+  description = "Account id, used to scope the flow-log role's trust."
+  type        = string
+}
+
+variable "availability_zones" {
+  description = "The two AZ names to use; empty for <region>a and <region>b."
+  type        = list(string)
+}

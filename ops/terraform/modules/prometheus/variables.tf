@@ -1,0 +1,4 @@
+variable "name" {
+  description = "Alias of the Amazon Managed Service for Prometheus workspace."
+  type        = string
+}

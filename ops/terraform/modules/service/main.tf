@@ -1,0 +1,231 @@
+# The daemon on Fargate: one task in a private subnet, no public IP, reachable on its port from
+# the load balancer only, with a read-only root filesystem, no Linux capabilities and a non-root
+# user. With AMP enabled a second container, the ADOT collector, scrapes the daemon over
+# localhost and remote-writes to the workspace.
+
+locals {
+  container_name = "upcheck"
+  container_port = 8080
+
+  # SPEC.md "Configuration": the daemon is configured by these variables only.
+  environment = {
+    UPCHECK_TARGETS                = var.targets_uri
+    UPCHECK_LISTEN                 = "0.0.0.0:${local.container_port}"
+    UPCHECK_INTERVAL               = tostring(var.probe_interval)
+    UPCHECK_TIMEOUT                = tostring(var.probe_timeout)
+    UPCHECK_CONCURRENCY            = tostring(var.probe_concurrency)
+    UPCHECK_RELOAD_INTERVAL        = tostring(var.reload_interval)
+    UPCHECK_RESULTS                = var.results_uri
+    UPCHECK_PUBLISH_INTERVAL       = tostring(var.publish_interval)
+    UPCHECK_CLOUDWATCH_NAMESPACE   = var.cloudwatch_namespace
+    UPCHECK_CLOUDWATCH_URL_METRICS = var.url_metrics
+    UPCHECK_APP_NAME               = var.app_name
+  }
+
+  # Needs nothing but the Python that runs the daemon; urlopen raises on a 503, so the command
+  # fails exactly when /health does.
+  health_check_path = "/health"
+  health_check_command = [
+    "CMD", "python", "-c",
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${local.container_port}${local.health_check_path}', timeout=3)",
+  ]
+
+  # The daemon flushes CloudWatch and the results file within 10 s of SIGTERM (SPEC.md); ECS
+  # waits this long before SIGKILL.
+  stop_timeout = 30
+
+  log_configuration = {
+    logDriver = "awslogs"
+    options = {
+      awslogs-group         = aws_cloudwatch_log_group.this.name
+      awslogs-region        = var.region
+      awslogs-stream-prefix = "ecs"
+    }
+  }
+
+  daemon_container = {
+    name                   = local.container_name
+    image                  = var.image
+    essential              = true
+    user                   = var.container_user
+    readonlyRootFilesystem = true
+    entryPoint             = ["python", "-m", "daemon"]
+    portMappings           = [{ containerPort = local.container_port, protocol = "tcp" }]
+    environment            = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
+    stopTimeout            = local.stop_timeout
+    linuxParameters        = { capabilities = { drop = ["ALL"] }, initProcessEnabled = true }
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    logConfiguration       = local.log_configuration
+    healthCheck = {
+      command     = local.health_check_command
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = 30
+    }
+  }
+
+  adot_config = {
+    extensions = {
+      sigv4auth    = { region = var.region, service = "aps" }
+      health_check = {}
+    }
+    receivers = {
+      prometheus = {
+        config = {
+          global = {
+            scrape_interval = "${var.amp_scrape_interval}s"
+            scrape_timeout  = "${min(10, var.amp_scrape_interval)}s"
+          }
+          scrape_configs = [{
+            job_name       = "upcheck"
+            metrics_path   = "/metrics"
+            static_configs = [{ targets = ["localhost:${local.container_port}"] }]
+          }]
+        }
+      }
+    }
+    processors = { batch = {} }
+    exporters = {
+      prometheusremotewrite = {
+        endpoint                         = var.amp_remote_write_url
+        auth                             = { authenticator = "sigv4auth" }
+        resource_to_telemetry_conversion = { enabled = true }
+      }
+    }
+    service = {
+      extensions = ["sigv4auth", "health_check"]
+      pipelines = {
+        metrics = {
+          receivers  = ["prometheus"]
+          processors = ["batch"]
+          exporters  = ["prometheusremotewrite"]
+        }
+      }
+    }
+  }
+
+  adot_container = {
+    name                   = "adot-collector"
+    image                  = var.adot_image
+    essential              = false # losing the collector must not stop probing
+    user                   = var.container_user
+    readonlyRootFilesystem = true
+    environment            = [{ name = "AOT_CONFIG_CONTENT", value = yamlencode(local.adot_config) }]
+    linuxParameters        = { capabilities = { drop = ["ALL"] } }
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    logConfiguration = merge(local.log_configuration, {
+      options = merge(local.log_configuration.options, { awslogs-stream-prefix = "adot" })
+    })
+  }
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "this" {
+  name              = var.log_group_name
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+resource "aws_security_group" "task" {
+  name        = "${var.name}-task"
+  description = "upcheck tasks: the daemon port from the load balancer only; out to the monitored URLs"
+  vpc_id      = var.vpc_id
+
+  tags = { Name = "${var.name}-task" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "task_from_alb" {
+  security_group_id            = aws_security_group.task.id
+  description                  = "Daemon port from the load balancer"
+  ip_protocol                  = "tcp"
+  from_port                    = local.container_port
+  to_port                      = local.container_port
+  referenced_security_group_id = var.alb_security_group
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_task" {
+  security_group_id            = var.alb_security_group
+  description                  = "Load balancer to the daemon port of the tasks"
+  ip_protocol                  = "tcp"
+  from_port                    = local.container_port
+  to_port                      = local.container_port
+  referenced_security_group_id = aws_security_group.task.id
+}
+
+# A URL monitor must reach whatever URLs its CSV names, on any TCP port; AWS APIs, ECR and the
+# AMP endpoint are reached the same way, through NAT. Nothing is allowed in but the ALB.
+resource "aws_vpc_security_group_egress_rule" "task_out" {
+  security_group_id = aws_security_group.task.id
+  description       = "Probes, AWS APIs and image pulls (TCP, any port), via NAT"
+  ip_protocol       = "tcp"
+  from_port         = 1
+  to_port           = 65535
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_ecs_task_definition" "this" {
+  family                   = var.name
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.task_cpu
+  memory                   = var.task_memory
+  execution_role_arn       = var.execution_role_arn
+  task_role_arn            = var.task_role_arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  # Scratch space on the task's ephemeral storage, since the root filesystems are read-only.
+  volume {
+    name = "tmp"
+  }
+
+  container_definitions = jsonencode(concat(
+    [local.daemon_container],
+    var.enable_amp ? [local.adot_container] : [],
+  ))
+}
+
+resource "aws_ecs_service" "this" {
+  name             = var.name
+  cluster          = aws_ecs_cluster.this.id
+  task_definition  = aws_ecs_task_definition.this.arn
+  desired_count    = var.desired_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+
+  propagate_tags                    = "SERVICE"
+  enable_ecs_managed_tags           = true
+  health_check_grace_period_seconds = 60
+
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = var.private_subnet_ids
+    security_groups  = [aws_security_group.task.id]
+    assign_public_ip = false
+  }
+
+  load_balancer {
+    target_group_arn = var.target_group_arn
+    container_name   = local.container_name
+    container_port   = local.container_port
+  }
+}

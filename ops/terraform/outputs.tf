@@ -1,0 +1,74 @@
+output "url" {
+  description = "Where the status page is served (https://<domain_name>/ when a domain is given)."
+  value       = module.load_balancer.url
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the load balancer (point a CNAME here if Route 53 is not used)."
+  value       = module.load_balancer.dns_name
+}
+
+output "ecr_repository_url" {
+  description = "Push the image here: docker push <url>:<image_tag>."
+  value       = module.registry.repository_url
+}
+
+output "targets_s3_uri" {
+  description = "Upload the targets CSV here (UPCHECK_TARGETS)."
+  value       = "s3://${module.storage.targets_bucket}/${var.targets_key}"
+}
+
+output "results_s3_uri" {
+  description = "Where the daemon writes results.json (status.html beside it)."
+  value       = "s3://${module.storage.results_bucket}/${var.results_prefix}/results.json"
+}
+
+output "logs_bucket" {
+  description = "Bucket with the ALB and S3 access logs."
+  value       = module.storage.logs_bucket
+}
+
+output "cluster_name" {
+  description = "ECS cluster name."
+  value       = module.service.cluster_name
+}
+
+output "service_name" {
+  description = "ECS service name."
+  value       = module.service.service_name
+}
+
+output "task_definition_arn" {
+  description = "Task definition revision the service runs."
+  value       = module.service.task_definition_arn
+}
+
+output "log_group_name" {
+  description = "CloudWatch Logs group of the containers."
+  value       = local.log_group_name
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic of the alarms."
+  value       = module.monitoring.topic_arn
+}
+
+output "alarm_names" {
+  description = "CloudWatch alarm names."
+  value       = module.monitoring.alarm_names
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard name."
+  value       = module.monitoring.dashboard_name
+}
+
+output "amp_workspace_id" {
+  description = "Amazon Managed Prometheus workspace id (null without enable_amp)."
+  value       = var.enable_amp ? module.prometheus[0].workspace_id : null
+}
+
+output "amp_remote_write_url" {
+  description = "Remote-write URL of the AMP workspace (null without enable_amp)."
+  value       = var.enable_amp ? module.prometheus[0].remote_write_url : null
+}

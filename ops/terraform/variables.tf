@@ -1,0 +1,433 @@
+# ---------------------------------------------------------------------------------------------
+# Naming and placement
+# ---------------------------------------------------------------------------------------------
+variable "name" {
+  description = "Name prefix of every resource (and default CloudWatch Application dimension). Lower-case letters, digits and dashes."
+  type        = string
+  default     = "upcheck"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name))
+    error_message = "name must be 2-20 characters: a lower-case letter, then lower-case letters, digits or dashes."
+  }
+}
+
+variable "aws_region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.aws_region))
+    error_message = "aws_region must look like eu-west-1."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags added to every resource (on top of Application, ManagedBy and Component)."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC; it is split into /20 subnets (two public, two private)."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    error_message = "vpc_cidr must be a valid IPv4 CIDR block of size /20 or larger (for example 10.40.0.0/16)."
+  }
+}
+
+variable "availability_zones" {
+  description = "The two availability zones (names) to spread over. Empty: <region>a and <region>b."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.availability_zones) == 0 || (length(var.availability_zones) == 2 && length(distinct(var.availability_zones)) == 2)
+    error_message = "availability_zones must be empty or name exactly two distinct zones."
+  }
+}
+
+variable "nat_gateway_per_az" {
+  description = "One NAT gateway per availability zone (survives the loss of an AZ, about $33/month more) instead of one shared NAT gateway."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# Load balancer and HTTPS
+# ---------------------------------------------------------------------------------------------
+variable "domain_name" {
+  description = "Host name for the status page (for example status.example.com). Empty: the ALB serves plain HTTP on its own DNS name. Set: HTTPS with an ACM certificate and an HTTP->HTTPS redirect."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.domain_name == "" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain_name))
+    error_message = "domain_name must be empty or a lower-case DNS name such as status.example.com (no wildcard)."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 public hosted zone that holds domain_name. When set, the certificate is validated through it and an alias record points domain_name at the ALB."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.route53_zone_id == "" || can(regex("^[A-Z0-9]{1,32}$", var.route53_zone_id))
+    error_message = "route53_zone_id must be empty or a hosted zone id such as Z0123456789ABCDEFGHIJ."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ARN of an existing ACM certificate for domain_name. Leave empty to have one created (then route53_zone_id is required for DNS validation)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.certificate_arn))
+    error_message = "certificate_arn must be empty or an ACM certificate ARN."
+  }
+
+  validation {
+    condition     = var.domain_name == "" || var.certificate_arn != "" || var.route53_zone_id != ""
+    error_message = "With domain_name set, give either certificate_arn or route53_zone_id (to validate a new certificate)."
+  }
+}
+
+variable "alb_ingress_cidrs" {
+  description = "IPv4 CIDR blocks allowed to reach the load balancer. Narrow it (office or VPN ranges) when the status page should not be public."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0))])
+    error_message = "alb_ingress_cidrs must be a non-empty list of IPv4 CIDR blocks."
+  }
+}
+
+variable "alb_internal" {
+  description = "Make the load balancer internal (reachable only from inside the VPC and peered networks)."
+  type        = bool
+  default     = false
+}
+
+variable "alb_deletion_protection" {
+  description = "Protect the load balancer against deletion. Turn off before `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+variable "enable_waf" {
+  description = "Attach an AWS WAF web ACL (AWS managed common, known-bad-inputs and IP reputation rules, plus a per-IP rate limit) to the load balancer."
+  type        = bool
+  default     = true
+}
+
+variable "waf_rate_limit" {
+  description = "Requests one client IP may make in 5 minutes before WAF blocks it."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.waf_rate_limit >= 100 && var.waf_rate_limit <= 2000000000
+    error_message = "waf_rate_limit must be between 100 and 2,000,000,000."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Container and task
+# ---------------------------------------------------------------------------------------------
+variable "image_tag" {
+  description = "Tag of the upcheck image in the stack's ECR repository (tags are immutable there, so use a version or a git SHA)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a valid image tag other than \"latest\" (the repository has immutable tags)."
+  }
+}
+
+variable "container_image" {
+  description = "Full image reference to run instead of <ECR repository>:<image_tag> (for example an image in a shared registry). The execution role can pull only from this stack's repository and public registries."
+  type        = string
+  default     = ""
+}
+
+variable "container_user" {
+  description = "uid:gid the daemon runs as; never root."
+  type        = string
+  default     = "10001:10001"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*(:[1-9][0-9]*)?$", var.container_user))
+    error_message = "container_user must be a numeric uid or uid:gid other than 0 (root)."
+  }
+}
+
+variable "task_cpu" {
+  description = "Fargate task CPU units (1024 = 1 vCPU), shared by the daemon and, with enable_amp, the collector."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096], var.task_cpu)
+    error_message = "task_cpu must be one of 256, 512, 1024, 2048, 4096."
+  }
+}
+
+variable "task_memory" {
+  description = "Fargate task memory in MiB; must be a valid combination with task_cpu (see README)."
+  type        = number
+  default     = 1024
+
+  validation {
+    condition = (
+      (var.task_cpu == 256 && contains([512, 1024, 2048], var.task_memory)) ||
+      (var.task_cpu == 512 && var.task_memory >= 1024 && var.task_memory <= 4096 && var.task_memory % 1024 == 0) ||
+      (var.task_cpu == 1024 && var.task_memory >= 2048 && var.task_memory <= 8192 && var.task_memory % 1024 == 0) ||
+      (var.task_cpu == 2048 && var.task_memory >= 4096 && var.task_memory <= 16384 && var.task_memory % 1024 == 0) ||
+      (var.task_cpu == 4096 && var.task_memory >= 8192 && var.task_memory <= 30720 && var.task_memory % 1024 == 0)
+    )
+    error_message = "task_memory is not a valid Fargate combination with task_cpu (e.g. 256/512, 512/1024, 1024/2048)."
+  }
+}
+
+variable "desired_count" {
+  description = "Number of running tasks: 1 in service, 0 to pause. Each task probes every URL, so more than one would double probes and metrics."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = contains([0, 1], var.desired_count)
+    error_message = "desired_count must be 0 or 1 (the daemon is not sharded; two tasks would probe every URL twice)."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the task, VPC flow and WAF logs."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ..., 365, ..., 3653)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Daemon settings (SPEC.md "Configuration"; passed as UPCHECK_* environment variables)
+# ---------------------------------------------------------------------------------------------
+variable "targets_key" {
+  description = "Key of the targets CSV in the targets bucket (UPCHECK_TARGETS = s3://<targets bucket>/<targets_key>)."
+  type        = string
+  default     = "targets/urls.csv"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!_.*'()-][A-Za-z0-9!_.*'()/-]*$", var.targets_key)) && !endswith(var.targets_key, "/")
+    error_message = "targets_key must be a plain S3 object key (no leading or trailing slash)."
+  }
+}
+
+variable "results_prefix" {
+  description = "Prefix in the results bucket under which the daemon writes results.json and status.html."
+  type        = string
+  default     = "results"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$", var.results_prefix))
+    error_message = "results_prefix must be one or more path segments without leading or trailing slash (for example results or prod/upcheck)."
+  }
+}
+
+variable "probe_interval" {
+  description = "UPCHECK_INTERVAL: seconds between two probes of one URL."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.probe_interval >= 1 && var.probe_interval <= 86400
+    error_message = "probe_interval must be between 1 and 86400 seconds."
+  }
+}
+
+variable "probe_timeout" {
+  description = "UPCHECK_TIMEOUT: hard deadline in seconds for one whole probe."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.probe_timeout > 0 && var.probe_timeout <= 300
+    error_message = "probe_timeout must be greater than 0 and at most 300 seconds."
+  }
+}
+
+variable "probe_concurrency" {
+  description = "UPCHECK_CONCURRENCY: most probes in flight at once."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.probe_concurrency >= 1 && var.probe_concurrency <= 10000 && floor(var.probe_concurrency) == var.probe_concurrency
+    error_message = "probe_concurrency must be a whole number between 1 and 10000."
+  }
+}
+
+variable "reload_interval" {
+  description = "UPCHECK_RELOAD_INTERVAL: seconds between checks of the targets CSV for change."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.reload_interval >= 1 && var.reload_interval <= 86400
+    error_message = "reload_interval must be between 1 and 86400 seconds."
+  }
+}
+
+variable "publish_interval" {
+  description = "UPCHECK_PUBLISH_INTERVAL: seconds between results-file writes and CloudWatch pushes. Alarms evaluate over periods of this length rounded up to a whole minute."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.publish_interval >= 10 && var.publish_interval <= 3600
+    error_message = "publish_interval must be between 10 and 3600 seconds."
+  }
+}
+
+variable "cloudwatch_namespace" {
+  description = "UPCHECK_CLOUDWATCH_NAMESPACE: CloudWatch namespace the daemon publishes to; the task role may publish to this namespace only."
+  type        = string
+  default     = "Upcheck"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._/#:-]{0,254}$", var.cloudwatch_namespace)) && !startswith(var.cloudwatch_namespace, "AWS/")
+    error_message = "cloudwatch_namespace must be a valid custom namespace (not empty, not starting with AWS/)."
+  }
+}
+
+variable "cloudwatch_url_metrics" {
+  description = "UPCHECK_CLOUDWATCH_URL_METRICS: per-URL CloudWatch metrics, a comma list of ResponseTime, Up, StatusCode, or none. Each is billed as one custom metric per URL (see the root README)."
+  type        = string
+  default     = "ResponseTime,Up"
+
+  validation {
+    condition     = var.cloudwatch_url_metrics == "none" || alltrue([for m in split(",", var.cloudwatch_url_metrics) : contains(["ResponseTime", "Up", "StatusCode"], m)])
+    error_message = "cloudwatch_url_metrics must be none or a comma list of ResponseTime, Up, StatusCode."
+  }
+}
+
+variable "app_name" {
+  description = "UPCHECK_APP_NAME: value of the CloudWatch Application dimension. Empty: the value of name."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = length(var.app_name) <= 255
+    error_message = "app_name must be at most 255 characters (a CloudWatch dimension value)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Storage access
+# ---------------------------------------------------------------------------------------------
+variable "bucket_admin_principal_arns" {
+  description = "IAM role or user ARNs (besides the task role) allowed to read and write objects in the targets and results buckets, e.g. the CI role that uploads the targets CSV. Everybody else is denied by the bucket policies."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.bucket_admin_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", a))])
+    error_message = "bucket_admin_principal_arns must hold IAM role or user ARNs."
+  }
+}
+
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete the buckets even when they still hold objects (logs, results, the targets CSV). Keep false in production."
+  type        = bool
+  default     = false
+}
+
+variable "access_log_retention_days" {
+  description = "Days the ALB and S3 access logs are kept in the logs bucket."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.access_log_retention_days >= 1 && var.access_log_retention_days <= 3653
+    error_message = "access_log_retention_days must be between 1 and 3653."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Alarms
+# ---------------------------------------------------------------------------------------------
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarm topic (the recipient must confirm). Empty: no subscription."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be empty or an e-mail address."
+  }
+}
+
+variable "alarm_targets_down_periods" {
+  description = "Consecutive publish periods with at least one URL down (TargetsDown >= 1) before the TargetsDown alarm fires."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alarm_targets_down_periods >= 1 && var.alarm_targets_down_periods <= 100
+    error_message = "alarm_targets_down_periods must be between 1 and 100."
+  }
+}
+
+variable "alarm_silence_periods" {
+  description = "Consecutive publish periods without any datum from the daemon before the silence alarm fires."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alarm_silence_periods >= 1 && var.alarm_silence_periods <= 100
+    error_message = "alarm_silence_periods must be between 1 and 100."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Amazon Managed Service for Prometheus
+# ---------------------------------------------------------------------------------------------
+variable "enable_amp" {
+  description = "Create an Amazon Managed Service for Prometheus workspace and run an ADOT collector sidecar that scrapes the daemon's /metrics and remote-writes there."
+  type        = bool
+  default     = false
+}
+
+variable "adot_image" {
+  description = "AWS Distro for OpenTelemetry collector image used as the sidecar when enable_amp is true. Pin a version."
+  type        = string
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
+
+  validation {
+    condition     = can(regex(":[A-Za-z0-9_.-]+$|@sha256:[a-f0-9]{64}$", var.adot_image)) && !endswith(var.adot_image, ":latest")
+    error_message = "adot_image must be pinned to a version tag or digest (not :latest)."
+  }
+}
+
+variable "amp_scrape_interval" {
+  description = "How often the collector scrapes /metrics, in seconds. AMP bills per sample ingested, and probes run once per probe_interval, so scraping faster than that mostly buys duplicate samples."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.amp_scrape_interval >= 5 && var.amp_scrape_interval <= 300
+    error_message = "amp_scrape_interval must be between 5 and 300 seconds."
+  }
+}

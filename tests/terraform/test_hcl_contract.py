@@ -1,0 +1,300 @@
+"""What the HCL promises, read straight from the .tf files with python-hcl2.
+
+These tests pin the contract with SPEC.md (env var names, the health endpoint) and the security
+posture (least-privilege roles, private subnets behind NAT) without running Terraform.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from tests.terraform import tf
+
+# The variables the task definition must set (the SPEC's configuration table minus the flags
+# that make no sense in the container: --ca-file is optional, --once is not a daemon mode).
+REQUIRED_ENV = {
+    "UPCHECK_TARGETS",
+    "UPCHECK_LISTEN",
+    "UPCHECK_INTERVAL",
+    "UPCHECK_TIMEOUT",
+    "UPCHECK_CONCURRENCY",
+    "UPCHECK_RELOAD_INTERVAL",
+    "UPCHECK_RESULTS",
+    "UPCHECK_PUBLISH_INTERVAL",
+    "UPCHECK_CLOUDWATCH_NAMESPACE",
+    "UPCHECK_CLOUDWATCH_URL_METRICS",
+    "UPCHECK_APP_NAME",
+}
+
+
+@cache
+def parse(relative: str) -> dict:
+    with open(tf.MODULE / relative) as handle:
+        return hcl2.load(handle)
+
+
+def blocks(doc: dict, kind: str, rtype: str) -> dict[str, dict]:
+    """All `kind "rtype" "name" {}` blocks of a parsed file, by name."""
+    found: dict[str, dict] = {}
+    for entry in doc.get(kind, []):
+        for name, body in entry.get(rtype, {}).items():
+            found[name] = body
+    return found
+
+
+def merged_locals(doc: dict) -> dict:
+    result: dict = {}
+    for entry in doc.get("locals", []):
+        result.update(entry)
+    return result
+
+
+def spec_text() -> str:
+    if tf.SPEC.exists():
+        return tf.SPEC.read_text()
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{tf.SPEC} is missing; CI lays ../shared beside the clone")
+    pytest.skip("../shared/SPEC.md is not beside this checkout")
+
+
+def spec_env_names() -> set[str]:
+    return set(re.findall(r"^\|\s*`--[a-z-]+`\s*\|\s*`(UPCHECK_[A-Z_]+)`", spec_text(), re.M))
+
+
+# ---------------------------------------------------------------------------------------------
+# Task definition vs SPEC.md
+# ---------------------------------------------------------------------------------------------
+def test_spec_table_is_parsed():
+    names = spec_env_names()
+    assert names >= REQUIRED_ENV, f"SPEC.md no longer lists {sorted(REQUIRED_ENV - names)}"
+
+
+def test_task_definition_sets_every_spec_env_var_and_no_other():
+    service = parse("modules/service/main.tf")
+    environment = merged_locals(service)["environment"]
+    assert set(environment) == REQUIRED_ENV
+    assert set(environment) <= spec_env_names(), "a name the SPEC does not define"
+    container = merged_locals(service)["daemon_container"]
+    assert "local.environment" in container["environment"], "env must come from the checked map"
+    task = blocks(service, "resource", "aws_ecs_task_definition")["this"]
+    assert "local.daemon_container" in task["container_definitions"]
+
+
+def test_env_values_point_at_the_stack_buckets():
+    root = merged_locals(parse("main.tf"))
+    service_call = parse("main.tf")["module"]
+    call = next(m["service"] for m in service_call if "service" in m)
+    assert call["targets_uri"] == "s3://${local.targets_bucket}/${var.targets_key}"
+    assert call["results_uri"] == "s3://${local.results_bucket}/${var.results_prefix}/results.json"
+    assert "targets" in root["targets_bucket"] and "results" in root["results_bucket"]
+    env = merged_locals(parse("modules/service/main.tf"))["environment"]
+    assert env["UPCHECK_TARGETS"] == "${var.targets_uri}"
+    assert env["UPCHECK_RESULTS"] == "${var.results_uri}"
+    assert env["UPCHECK_LISTEN"] == "0.0.0.0:${local.container_port}"
+
+
+def test_health_checks_use_the_spec_health_path():
+    assert re.search(r"^\|\s*`GET /health`", spec_text(), re.M), "SPEC.md lost GET /health"
+    service = merged_locals(parse("modules/service/main.tf"))
+    assert service["health_check_path"] == "/health"
+    assert service["container_port"] == 8080
+    command = service["health_check_command"]
+    assert command[:3] == ["CMD", "python", "-c"], "the check must need nothing but Python"
+    assert "urllib.request" in command[3]
+    assert "http://127.0.0.1:${local.container_port}${local.health_check_path}" in command[3]
+    assert service["daemon_container"]["healthCheck"]["command"] == "${local.health_check_command}"
+
+    calls = parse("main.tf")["module"]
+    lb_call = next(m["load_balancer"] for m in calls if "load_balancer" in m)
+    assert lb_call["health_check_path"] == "/health"
+    assert lb_call["container_port"] == 8080
+    target_group = blocks(parse("modules/load_balancer/main.tf"), "resource", "aws_lb_target_group")
+    assert target_group["this"]["health_check"][0]["path"] == "${var.health_check_path}"
+
+
+def test_stop_timeout_covers_the_ten_second_sigterm_flush():
+    service = merged_locals(parse("modules/service/main.tf"))
+    assert service["stop_timeout"] > 10
+    assert service["daemon_container"]["stopTimeout"] == "${local.stop_timeout}"
+
+
+def test_containers_run_hardened():
+    service = merged_locals(parse("modules/service/main.tf"))
+    for name in ("daemon_container", "adot_container"):
+        container = service[name]
+        assert container["readonlyRootFilesystem"] is True, name
+        assert container["user"] == "${var.container_user}", name
+        assert container["linuxParameters"]["capabilities"]["drop"] == ["ALL"], name
+    (user_var,) = [
+        v["container_user"] for v in parse("variables.tf")["variable"] if "container_user" in v
+    ]
+    assert not re.match(r"^0(:|$)", user_var["default"])
+    assert "root" in user_var["validation"][0]["error_message"]
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM
+# ---------------------------------------------------------------------------------------------
+def _statements(document: dict) -> list[dict]:
+    statements = list(document.get("statement", []))
+    for dynamic in document.get("dynamic", []):
+        statements.extend(dynamic["statement"]["content"])
+    return statements
+
+
+def test_no_role_policy_grants_a_wildcard_action():
+    for relative in ("modules/iam/main.tf", "modules/network/main.tf"):
+        documents = blocks(parse(relative), "data", "aws_iam_policy_document")
+        for name, document in documents.items():
+            for statement in _statements(document):
+                if statement.get("effect", "Allow") != "Allow":
+                    continue
+                for action in statement["actions"]:
+                    assert "*" not in action, f"{relative} {name}: {action}"
+
+
+def test_task_role_is_scoped_to_the_two_buckets_the_key_and_the_namespace():
+    iam = parse("modules/iam/main.tf")
+    local = merged_locals(iam)
+    assert local["targets_object_arn"] == (
+        "arn:${var.partition}:s3:::${var.targets_bucket}/${var.targets_key}"
+    )
+    assert local["results_arn_prefix"] == (
+        "arn:${var.partition}:s3:::${var.results_bucket}/${var.results_prefix}/*"
+    )
+
+    statements = {
+        s["sid"]: s for s in _statements(blocks(iam, "data", "aws_iam_policy_document")["task"])
+    }
+    allowed_resources = {
+        "${local.targets_object_arn}",
+        "${local.results_arn_prefix}",
+        "${var.kms_key_arn}",
+        "${statement.value}",  # the AMP workspace, see below
+        "*",
+    }
+    for sid, statement in statements.items():
+        assert set(statement["resources"]) <= allowed_resources, sid
+        if "*" in statement["resources"]:
+            assert statement["actions"] == ["cloudwatch:PutMetricData"], sid
+            (condition,) = statement["condition"]
+            assert condition["variable"] == "cloudwatch:namespace"
+            assert condition["values"] == ["${var.cloudwatch_namespace}"]
+
+    assert statements["ReadTheTargetsFile"]["actions"] == ["s3:GetObject"]
+    assert statements["ReadTheTargetsFile"]["resources"] == ["${local.targets_object_arn}"]
+    assert set(statements["WriteAndPresignResults"]["actions"]) == {"s3:PutObject", "s3:GetObject"}
+    kms = statements["UseTheBucketKeyThroughS3Only"]
+    assert kms["condition"][0]["variable"] == "kms:ViaService"
+    amp = statements["RemoteWriteToTheAmpWorkspace"]
+    assert amp["actions"] == ["aps:RemoteWrite"]
+    (dynamic,) = blocks(iam, "data", "aws_iam_policy_document")["task"]["dynamic"]
+    assert dynamic["statement"]["for_each"].startswith("${var.enable_amp ? [")
+
+    role_policies = blocks(iam, "resource", "aws_iam_role_policy")
+    assert role_policies["task"]["policy"] == "${data.aws_iam_policy_document.task.json}"
+    assert not blocks(iam, "resource", "aws_iam_role_policy_attachment"), "no managed policies"
+
+
+def test_bucket_policies_refuse_plain_http_and_foreign_principals():
+    bucket = blocks(parse("modules/private_bucket/main.tf"), "data", "aws_iam_policy_document")
+    statements = {s["sid"]: s for s in bucket["this"]["statement"]}
+    tls = statements["DenyPlainHttp"]
+    assert tls["effect"] == "Deny" and tls["condition"][0]["variable"] == "aws:SecureTransport"
+    others = statements["DenyObjectAccessToAllButTheListedPrincipals"]
+    assert others["effect"] == "Deny"
+    assert others["condition"][0]["variable"] == "aws:PrincipalArn"
+    storage = parse("modules/storage/main.tf")
+    principals = merged_locals(storage)["object_principals"]
+    assert principals.startswith("${concat(") and "var.task_role_arn" in principals
+
+
+# ---------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------
+def test_every_subnet_is_associated_with_a_route_table():
+    network = parse("modules/network/main.tf")
+    subnets = blocks(network, "resource", "aws_subnet")
+    associations = blocks(network, "resource", "aws_route_table_association")
+    assert set(subnets) == {"public", "private"}
+    for name in subnets:
+        covering = [
+            a
+            for a in associations.values()
+            if a.get("for_each") == f"${{aws_subnet.{name}}}"
+            and a["subnet_id"] == "${each.value.id}"
+        ]
+        assert covering, f"aws_subnet.{name} has subnets without a route table association"
+
+
+def test_private_subnets_route_out_through_nat_only():
+    network = parse("modules/network/main.tf")
+    private = blocks(network, "resource", "aws_subnet")["private"]
+    assert "map_public_ip_on_launch" not in private or private["map_public_ip_on_launch"] is False
+    routes = blocks(network, "resource", "aws_route")
+    assert routes["private_nat"]["for_each"] == "${aws_route_table.private}"
+    assert "aws_nat_gateway.this" in routes["private_nat"]["nat_gateway_id"]
+    assert "gateway_id" not in routes["private_nat"]
+    association = blocks(network, "resource", "aws_route_table_association")["private"]
+    assert association["route_table_id"] == "${aws_route_table.private[each.key].id}"
+
+    service = blocks(parse("modules/service/main.tf"), "resource", "aws_ecs_service")["this"]
+    (net,) = service["network_configuration"]
+    assert net["assign_public_ip"] is False
+    assert net["subnets"] == "${var.private_subnet_ids}"
+
+
+def test_only_the_load_balancer_may_reach_the_tasks():
+    service = parse("modules/service/main.tf")
+    ingress = blocks(service, "resource", "aws_vpc_security_group_ingress_rule")
+    assert set(ingress) == {"task_from_alb"}
+    rule = ingress["task_from_alb"]
+    assert rule["referenced_security_group_id"] == "${var.alb_security_group}"
+    assert "cidr_ipv4" not in rule
+    assert rule["from_port"] == rule["to_port"] == "${local.container_port}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Module hygiene
+# ---------------------------------------------------------------------------------------------
+def _variable_files() -> list[Path]:
+    return [tf.MODULE / "variables.tf", *sorted((tf.MODULE / "modules").glob("*/variables.tf"))]
+
+
+def test_every_variable_has_a_type_and_a_description():
+    for path in _variable_files():
+        for entry in parse(str(path.relative_to(tf.MODULE)))["variable"]:
+            for name, body in entry.items():
+                assert body.get("type"), f"{path}: {name} has no type"
+                assert len(body.get("description", "")) > 5, f"{path}: {name} has no description"
+
+
+def test_root_inputs_that_can_be_wrong_are_validated():
+    variables = {}
+    for entry in parse("variables.tf")["variable"]:
+        variables.update(entry)
+    free_form = {
+        "tags",
+        "alb_internal",
+        "alb_deletion_protection",
+        "enable_waf",
+        "enable_amp",
+        "nat_gateway_per_az",
+        "container_image",
+        "force_destroy_buckets",
+    }
+    unvalidated = [n for n, b in variables.items() if "validation" not in b and n not in free_form]
+    assert not unvalidated, f"root variables without validation: {unvalidated}"
+
+
+def test_every_module_has_variables_main_and_outputs():
+    for module in sorted((tf.MODULE / "modules").iterdir()):
+        assert {"variables.tf", "main.tf", "outputs.tf"} <= {p.name for p in module.iterdir()}, (
+            module
+        )
