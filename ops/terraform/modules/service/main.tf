@@ -228,4 +228,11 @@ resource "aws_ecs_service" "this" {
     container_name   = local.container_name
     container_port   = local.container_port
   }
+
+  # The release pipeline (.github/workflows/release.yml) rolls out each new image as a new
+  # task-definition revision. Without this, the next `terraform apply` would put the service
+  # back on Terraform's revision and silently roll the image back.
+  lifecycle {
+    ignore_changes = [task_definition]
+  }
 }
