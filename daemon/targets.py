@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from daemon.redact import redact_url
+from daemon.redact import authority_is_ambiguous, redact_url
 
 METHODS = ("GET", "HEAD")
 DEFAULT_EXPECTED = ((200, 399),)
@@ -90,6 +90,11 @@ def check_url(url: str) -> str:
     if not url:
         raise ValueError("empty url")
     shown = redact_url(url)
+    if authority_is_ambiguous(url):
+        raise ValueError(
+            f"bad url {shown!r}: an '@' after the host looks like credentials with an unencoded"
+            " '/', '?' or '#'; percent-encode them (%2F, %3F, %23, and '@' as %40)"
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from daemon.redact import redact_url
-from daemon.targets import Target, TargetsError, parse_expected_status, parse_targets
+from daemon.redact import redact_text, redact_url
+from daemon.targets import (
+    Target,
+    TargetsError,
+    check_url,
+    parse_expected_status,
+    parse_targets,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -115,7 +121,44 @@ def test_expected_status_rejects_nonsense(raw):
         ),
         ("https://example.com/?password=&q=x", "https://example.com/?password=&q=x"),
         ("https://example.com/?Secret=a#frag", "https://example.com/?Secret=xxxxx#frag"),
+        ("https://example.com/?pass=a&bypass=b", "https://example.com/?pass=xxxxx&bypass=xxxxx"),
+        # Unencoded / ? # in a password end the authority early; mask through the last "@".
+        ("https://bob:pa/ss@example.com/x", "https://xxxxx@example.com/x"),
+        ("https://bob:pa?ss@example.com/", "https://xxxxx@example.com/"),
+        ("https://bob:pa#ss@example.com/", "https://xxxxx@example.com/"),
+        ("https://bob:12/ss@example.com/", "https://xxxxx@example.com/"),
+        ("https://bob:p@ss@example.com/", "https://xxxxx@example.com/"),
+        # An "@" in the path of a URL without a port is not credentials.
+        ("https://medium.com/@someone", "https://medium.com/@someone"),
     ],
 )
 def test_redaction_masks_userinfo_and_secret_query_values_only(url, shown):
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url", ["https://bob:pa/ss@example.com/", "https://bob:12#ss@example.com/"]
+)
+def test_unencoded_credentials_are_rejected_without_showing_them(url):
+    with pytest.raises(ValueError, match="percent-encode") as caught:
+        check_url(url)
+    assert "ss" not in str(caught.value).replace("%23", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "Max retries exceeded with url: /feed?token=t0k&page=2 (Caused by ...)",
+            "Max retries exceeded with url: /feed?token=xxxxx&page=2 (Caused by ...)",
+        ),
+        (
+            "redirect to a non-HTTP location 'ftp://bob:hunter2@example.com/?sig=1'",
+            "redirect to a non-HTTP location 'ftp://xxxxx@example.com/?sig=xxxxx'",
+        ),
+        ("connection reset by peer", "connection reset by peer"),
+        ("expected key=value, got api_key=abc", "expected key=xxxxx, got api_key=xxxxx"),
+    ],
+)
+def test_free_text_keeps_no_credentials(text, shown):
+    assert redact_text(text) == shown
