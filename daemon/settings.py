@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -184,6 +185,18 @@ def _check_targets(path: str, problems: list[str]) -> None:
         problems.append(f"--targets {path!r} cannot be read: {exc.strerror or exc}")
 
 
+def _check_ca_bundle(name: str, path: str, problems: list[str]) -> None:
+    """The probe's TLS context loads this file at start-up; fail here, clearly, if it can't."""
+    if not os.path.isfile(path):
+        problems.append(f"{name} {path!r} is not a readable file")
+        return
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        problems.append(f"{name} {path!r} holds no usable PEM certificates: {reason}")
+
+
 def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     """Parse flags and environment into :class:`Settings`, or raise :class:`ConfigError`."""
     environ = os.environ if environ is None else environ
@@ -223,8 +236,11 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
             problems.append(f"--results must be s3://bucket/key, a path or '-', got {results!r}")
     url_metrics = _url_metrics(raw["--cloudwatch-url-metrics"] or "", problems)
     ca_file = (raw["--ca-file"] or "").strip() or None
-    if ca_file is not None and not os.path.isfile(ca_file):
-        problems.append(f"--ca-file {ca_file!r} is not a readable file")
+    if ca_file is not None:
+        _check_ca_bundle("--ca-file", ca_file, problems)
+    env_bundle = environ.get("REQUESTS_CA_BUNDLE", "").strip()
+    if env_bundle:
+        _check_ca_bundle("REQUESTS_CA_BUNDLE", env_bundle, problems)
     log_level = (raw["--log-level"] or "").strip().lower()
     if log_level not in {"debug", "info", "warning", "error"}:
         problems.append(f"--log-level must be debug, info, warning or error, got {log_level!r}")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import trustme
 
 from daemon.settings import ConfigError, load
 
@@ -31,7 +32,7 @@ def test_defaults_match_the_spec(csv):
 
 def test_every_option_reads_its_environment_variable(csv, tmp_path):
     ca = tmp_path / "ca.pem"
-    ca.write_text("x")
+    trustme.CA().cert_pem.write_to_path(str(ca))
     env = {
         "UPCHECK_TARGETS": csv,
         "UPCHECK_LISTEN": "127.0.0.1:9000",
@@ -83,6 +84,16 @@ def test_every_problem_is_reported_at_once(csv):
     assert "\n" not in message
 
 
+def test_a_ca_bundle_that_is_not_pem_is_refused_at_start(csv, tmp_path):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError) as caught:
+        load(["--targets", csv, "--ca-file", str(junk)], environ={"REQUESTS_CA_BUNDLE": str(junk)})
+    message = str(caught.value)
+    assert f"--ca-file {str(junk)!r} holds no usable PEM certificates" in message
+    assert f"REQUESTS_CA_BUNDLE {str(junk)!r} holds no usable PEM certificates" in message
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
@@ -91,6 +102,7 @@ def test_every_problem_is_reported_at_once(csv):
         (["--targets", "s3://bucket-only"], "--targets must be s3://bucket/key"),
         (["--targets", "{csv}", "--listen", "8080"], "--listen must be host:port"),
         (["--targets", "{csv}", "--concurrency", "1.5"], "--concurrency must be a whole number"),
+        (["--targets", "{csv}", "--ca-file", "{csv}"], "holds no usable PEM certificates"),
     ],
 )
 def test_bad_configuration_exits_2_with_one_clear_line(csv, argv, fragment):
