@@ -173,12 +173,8 @@ def run_forever(daemon: Daemon) -> int:
             cloudwatch=settings.cloudwatch_namespace or "off",
         )
     )
-    daemon.scheduler.start()
-    daemon.reloader.check()
-    daemon.reloader.start()
-    for publisher in daemon.publishers:
-        publisher.start()
-
+    # Signals first: a SIGTERM that arrives while the first load still waits on S3 must
+    # still stop the daemon cleanly.
     stopping = Event()
 
     def on_signal(signum: int) -> None:
@@ -188,6 +184,10 @@ def run_forever(daemon: Daemon) -> int:
 
     gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
     gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
+    daemon.scheduler.start()
+    daemon.reloader.start()  # the first load runs in the reloader's greenlet, not here
+    for publisher in daemon.publishers:
+        publisher.start()
     stopping.wait()
     daemon.reloader.stop()
     daemon.scheduler.stop()

@@ -100,16 +100,17 @@ class Reloader:
             self._greenlet.kill(block=True, timeout=2)
 
     def _loop(self) -> None:
-        """Runs after the first synchronous :meth:`check` done by the caller."""
+        """The first look happens at once; then every reload interval (backing off before the
+        first good list)."""
         backoff = 1.0
         while True:
+            try:
+                self.check()
+            except Exception:
+                log.exception(event("targets_reload_crashed", source=self._source.description))
             if self.loaded:
                 delay = self._reload_interval
             else:
                 delay = backoff
                 backoff = min(backoff * 2, self._reload_interval)
             self._clock.sleep(delay)
-            try:
-                self.check()
-            except Exception:
-                log.exception(event("targets_reload_crashed", source=self._source.description))

@@ -4,6 +4,7 @@ CloudWatch out, an outage in the middle, and the ECS container-credentials path.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -130,6 +131,29 @@ def test_without_a_target_list_the_daemon_stays_up_but_not_ready(tmp_path, serve
         # Retries back off from 1 s, not the 30 s reload interval.
         wait_until(lambda: daemon.get("/ready")[0] == 200, timeout=20, what="ready")
         assert "event=targets_load_failed" in daemon.log()
+
+
+def test_sigterm_while_the_first_load_hangs_on_s3_stops_cleanly(tmp_path, moto):
+    # An "S3" that accepts connections and never answers: the first load is stuck in a read.
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    accepting = threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True)
+    accepting.start()
+    env = {**moto.env(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+    try:
+        daemon = DaemonProcess(
+            "--targets", "s3://upcheck-targets/urls.csv", "--results", "-",
+            env=env, log=tmp_path / "log",
+        )  # fmt: skip
+        wait_until(lambda: held, what="the first load to reach the silent endpoint")
+        assert daemon.get("/ready")[0] == 503
+        code, _ = daemon.stop()
+        assert code == 0, daemon.log()
+        assert "event=stopped" in daemon.log()
+    finally:
+        for connection in held:
+            connection.close()
+        silent.close()
 
 
 class _CredentialsEndpoint(BaseHTTPRequestHandler):
