@@ -84,6 +84,9 @@ def _seconds(column: str, raw: str) -> float | None:
     return value
 
 
+_NO_HEADER = ["url", "name"]
+
+
 def check_url(url: str) -> str:
     """Return the URL stripped of surrounding blanks, or raise ValueError saying what is wrong."""
     url = url.strip()
@@ -160,7 +163,7 @@ def parse_targets(data: bytes) -> ParsedTargets:
         except csv.Error as exc:
             errors.append((number, f"not valid CSV: {exc}"))
 
-    header = ["url", "name"]
+    header = _NO_HEADER
     body = rows
     if rows and "url" in (first := [cell.strip().lower() for cell in rows[0][1]]):
         header, body = first, rows[1:]
@@ -172,8 +175,18 @@ def parse_targets(data: bytes) -> ParsedTargets:
     seen: dict[str, int] = {}
     for number, cells in body:
         if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
-            errors.append((number, f"{len(cells)} columns, expected {len(header)}"))
-            continue
+            if header is not _NO_HEADER:
+                # More cells than the header names: likely an unquoted comma; guessing which
+                # cell is which could probe with the wrong settings.
+                errors.append((number, f"{len(cells)} columns, expected {len(header)}"))
+                continue
+            errors.append(
+                (
+                    number,
+                    f"{len(cells)} columns without a header row: only url and name are read;"
+                    " add a header row to use the others",
+                )
+            )
         try:
             target = _row_to_target(dict(zip(header, cells, strict=False)))
         except ValueError as exc:

@@ -56,6 +56,17 @@ def test_without_a_header_column_one_is_the_url_and_column_two_the_name():
     assert parsed.errors == ()
 
 
+def test_without_a_header_extra_columns_are_reported_and_the_row_is_kept():
+    parsed = parse_targets(b"https://a.example/,Alpha,30\n")
+    assert [(t.url, t.name, t.interval) for t in parsed.targets] == [
+        ("https://a.example/", "Alpha", None)
+    ]
+    assert parsed.errors == (
+        "line 1: 3 columns without a header row: only url and name are read;"
+        " add a header row to use the others",
+    )
+
+
 def test_a_bom_comments_and_blank_lines_are_tolerated():
     data = "\ufeff# team list\n\n   \nurl\n# off for now: https://x.example/\nhttps://a.example/\n"
     parsed = parse_targets(data.encode())
