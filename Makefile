@@ -42,4 +42,4 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results
+	rm -rf $(VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache results
