@@ -40,6 +40,8 @@ class Reloader:
         self._greenlet: gevent.Greenlet | None = None
         self.loaded = False  # a good list has been applied at least once (drives /ready)
         self.last_error: str | None = None
+        # Why the file now at the source was rejected, while it stays there; None otherwise.
+        self._rejection: str | None = None
 
     def check(self) -> bool:
         """Look at the source once; apply a changed, valid list. Returns True if all went well."""
@@ -48,12 +50,13 @@ class Reloader:
         except SourceError as exc:
             return self._failed(str(exc))
         if fetched is None:
-            return True
+            return self._unchanged()
         try:
             parsed = parse_targets(fetched.data)
         except TargetsError as exc:
             self._checksum = fetched.checksum  # don't re-parse the same bad file every time
-            return self._failed(f"{self._source.description}: {exc}")
+            self._rejection = f"{self._source.description}: {exc}"
+            return self._failed(self._rejection)
         for problem in parsed.errors:
             log.warning(
                 event("targets_row_skipped", source=self._source.description, problem=problem)
@@ -77,6 +80,19 @@ class Reloader:
         )
         self.loaded = True
         self.last_error = None
+        self._rejection = None
+        return True
+
+    def _unchanged(self) -> bool:
+        """The source answered "same as last time". If the last look failed to read it, that
+        is a recovery: the list in force is what the source holds, so say so."""
+        if self._rejection is not None:
+            self.last_error = self._rejection  # still the same rejected file
+            return False
+        if self.last_error is not None and self.loaded:
+            log.info(event("targets_source_recovered", source=self._source.description))
+            self.last_error = None
+            self._telemetry.targets_source_readable()
         return True
 
     def _failed(self, reason: str) -> bool:

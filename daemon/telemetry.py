@@ -101,6 +101,10 @@ class Telemetry:
         self.last_load_timestamp.set(time.time())
         self.row_errors.inc(row_errors)
 
+    def targets_source_readable(self) -> None:
+        """The source is readable again and still holds the list in force."""
+        self.last_load_success.set(1)
+
     def targets_load_failed(self) -> None:
         self.last_load_success.set(0)
         self.load_errors.inc()

@@ -98,6 +98,11 @@ def test_an_aws_outage_never_stops_probing_and_writes_resume_after_it(tmp_path, 
             timeout=60,
             what="writes to resume",
         )
+        # The same list is back at the source: the load gauge says the source is healthy again.
+        wait_until(
+            lambda: daemon.sample("upcheck_targets_last_load_success") == 1,
+            what="the targets source to be reported readable again",
+        )
         s3 = boto3.client("s3", **_kwargs(moto))
         document = json.loads(
             s3.get_object(Bucket="upcheck-results", Key="prod/results.json")["Body"].read()
