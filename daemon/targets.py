@@ -173,6 +173,7 @@ def parse_targets(data: bytes) -> ParsedTargets:
 
     targets: list[Target] = []
     seen: dict[str, int] = {}
+    seen_labels: dict[tuple[str, str], int] = {}
     for number, cells in body:
         if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
             if header is not _NO_HEADER:
@@ -199,7 +200,21 @@ def parse_targets(data: bytes) -> ParsedTargets:
                 (number, f"duplicate url {shown!r} (first on line {first_line}), skipped")
             )
             continue
+        # The series' labels are (name, shown URL): two rows that differ only in a hidden
+        # credential would export identical series, which makes Prometheus reject the scrape.
+        labels = (target.name, target.display_url)
+        if labels in seen_labels:
+            errors.append(
+                (
+                    number,
+                    f"same name {target.name!r} and shown url {target.display_url!r} as line "
+                    f"{seen_labels[labels]} (they differ only in a hidden credential); "
+                    "give one a different name, skipped",
+                )
+            )
+            continue
         seen[target.url] = number
+        seen_labels[labels] = number
         targets.append(target)
 
     messages = tuple(f"line {number}: {reason}" for number, reason in sorted(errors))

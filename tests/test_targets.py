@@ -88,6 +88,21 @@ def test_duplicates_keep_the_first_row():
     )
 
 
+def test_rows_that_differ_only_in_a_hidden_credential_need_different_names():
+    data = (
+        b"url,name\n"
+        b"https://ci:one@a.example/?token=t1,\n"
+        b"https://ci:two@a.example/?token=t2,\n"
+        b"https://ci:three@a.example/?token=t3,third\n"
+    )
+    parsed = parse_targets(data)
+    assert [t.name for t in parsed.targets] == ["a.example", "third"]
+    (error,) = parsed.errors
+    assert error.startswith("line 3: same name 'a.example' and shown url ")
+    assert "as line 2" in error and "give one a different name" in error
+    assert "two" not in error and "t2" not in error
+
+
 def test_an_empty_file_is_an_empty_list_not_an_error():
     assert parse_targets(b"").targets == ()
     assert parse_targets(b"url,name\n").targets == ()
