@@ -47,7 +47,12 @@ def make_source(settings: Settings) -> TargetSource:
     return LocalFileSource(settings.targets)
 
 
-def make_sinks(settings: Settings, store: ResultsStore, telemetry: Telemetry) -> list[Sink]:
+def make_sinks(
+    settings: Settings,
+    store: ResultsStore,
+    telemetry: Telemetry,
+    live_document: Callable[[], bytes] | None = None,
+) -> list[Sink]:
     sinks: list[Sink] = []
     if settings.results is not None:
         if settings.results.startswith("s3://"):
@@ -55,7 +60,7 @@ def make_sinks(settings: Settings, store: ResultsStore, telemetry: Telemetry) ->
 
             sinks.append(S3ResultsFile(settings.results))
         else:
-            sinks.append(LocalResultsFile(settings.results))
+            sinks.append(LocalResultsFile(settings.results, live=live_document))
     if settings.cloudwatch_namespace:
         from daemon.cloudwatch import CloudWatchSink
 
@@ -102,7 +107,9 @@ class Daemon:
         self.reloader = Reloader(
             self.source, self.scheduler, self.telemetry, self.clock, settings.reload_interval
         )
-        self.sinks = make_sinks(settings, self.store, self.telemetry)
+        self.sinks = make_sinks(
+            settings, self.store, self.telemetry, lambda: self.snapshot().document_bytes()
+        )
         self.publishers = [
             Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)
             for sink in self.sinks

@@ -83,22 +83,31 @@ class LocalResultsFile:
 
     name = "results_file"
 
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
-        self.status_path = os.path.join(os.path.dirname(self.path), "status.html")
-
     def publish(self, snapshot: Snapshot) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         _atomic_write(self.path, snapshot.document_bytes())
         _atomic_write(self.status_path, snapshot.status_html.encode())
 
+    def __init__(self, path: str, live: Callable[[], bytes] | None = None) -> None:
+        self.path = os.path.abspath(path)
+        self.status_path = os.path.join(os.path.dirname(self.path), "status.html")
+        self._live = live
+
     def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The file as last written. Before the first write (one publish interval after the
+        start), the same document built from the results as they are now."""
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache")]
         try:
             with open(self.path, "rb") as handle:
-                data = handle.read()
+                return "200 OK", headers, handle.read()
         except FileNotFoundError:
-            return "503 Service Unavailable", [("Retry-After", "5")], b"results not written yet\n"
-        return "200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-cache")], data
+            if self._live is None:
+                return (
+                    "503 Service Unavailable",
+                    [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")],
+                    b"results not written yet\n",
+                )
+        return "200 OK", [*headers, ("X-Upcheck-Results", "live")], self._live()
 
 
 def _atomic_write(path: str, data: bytes) -> None:

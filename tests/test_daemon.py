@@ -150,6 +150,11 @@ def test_sigterm_writes_the_results_file_one_last_time_and_exits_0(tmp_path, sit
     try:
         wait_until(lambda: success(daemon, "ok", sites["ok"]) == 1, what="a probe")
         assert not results.exists()  # the hourly write has not happened yet
+        # ... but /results already answers, with the document as it is now.
+        status, headers, body = daemon.get("/results")
+        assert status == 200 and headers["X-Upcheck-Results"] == "live"
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body)["results"][0]["name"] == "ok"
     finally:
         code, took = daemon.stop(signal.SIGTERM)
     assert code == 0
