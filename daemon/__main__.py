@@ -216,8 +216,7 @@ def run_once(daemon: Daemon) -> int:
         log.warning(event("targets_row_skipped", source=daemon.source.description, problem=problem))
     daemon.reloader.loaded = True
     daemon.scheduler.probe_all_once(parsed.targets)
-    for publisher in daemon.publishers:
-        publisher.attempt()
+    failed_sinks = [p.sink.name for p in daemon.publishers if not p.attempt()]
     all_up = True
     for state in daemon.store.states():
         result = state.last
@@ -232,6 +231,9 @@ def run_once(daemon: Daemon) -> int:
         )
     total, up, down = daemon.store.counts()
     print(f"{up}/{total} up, {down} down")
+    if failed_sinks:  # the reason is in the sink_failed log line
+        print(f"upcheck: error: could not write: {', '.join(failed_sinks)}", file=sys.stderr)
+        return 2
     return 0 if all_up else 1
 
 

@@ -98,7 +98,8 @@ _BOOL_OPTIONS: tuple[tuple[str, str, str], ...] = (
     (
         "--allow-link-local",
         "UPCHECK_ALLOW_LINK_LOCAL",
-        "probe link-local and cloud metadata addresses (169.254.0.0/16, fd00:ec2::254), "
+        "probe link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, "
+        "fd00:ec2::254), "
         "refused by default",
     ),
 )
@@ -117,6 +118,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m daemon",
+        allow_abbrev=False,  # `--int 5` must not silently mean --interval
         description="upcheck: probe every URL of a CSV concurrently, forever, and export "
         "what it sees on /metrics, /results, CloudWatch and a results file.",
         epilog="Every option can also be set with the environment variable shown; the flag "
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--once",
         action="store_true",
-        help="probe every URL once, write the sinks, print a summary, exit 0 if all up, else 1",
+        help="probe every URL once, write the sinks, print a summary; exit 0 if all up, 1 if "
+        "any is down, 2 if a sink could not be written",
     )
     parser.add_argument("--version", action="version", version=f"upcheck {__version__}")
     return parser

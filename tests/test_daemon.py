@@ -181,6 +181,28 @@ def test_once_probes_everything_once_and_exits_by_outcome(tmp_path, sites):
     )
 
 
+def test_once_exits_2_when_the_results_file_cannot_be_written(tmp_path, sites):
+    csv = tmp_path / "urls.csv"
+    write_csv(csv, [(sites["ok"], "ok")])
+    (tmp_path / "not-a-dir").write_text("")
+    results = tmp_path / "not-a-dir" / "results.json"
+    run = [
+        sys.executable,
+        "-m",
+        "daemon",
+        "--once",
+        "--results",
+        str(results),
+        "--targets",
+        str(csv),
+    ]
+    proc = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout.splitlines()[-1] == "1/1 up, 0 down"  # the probes' verdict still shows
+    assert "could not write: results_file" in proc.stderr
+    assert "event=sink_failed sink=results_file" in proc.stderr
+
+
 def test_credentials_never_reach_logs_metrics_results_or_the_page(tmp_path, servers):
     port = servers.wsgi(srv.text_app("401 Unauthorized"))
     secret_url = f"http://alice:pa55word@127.0.0.1:{port}/?api_key=k3y-s3cret&page=1"

@@ -98,6 +98,7 @@ def test_a_ca_bundle_that_is_not_pem_is_refused_at_start(csv, tmp_path):
     ("argv", "fragment"),
     [
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--targets", "{csv}", "--inter", "5"], "unrecognized arguments: --inter 5"),
         ([], "--targets (or UPCHECK_TARGETS) is required"),
         (["--targets", "s3://bucket-only"], "--targets must be s3://bucket/key"),
         (["--targets", "{csv}", "--listen", "8080"], "--listen must be host:port"),
