@@ -4,7 +4,9 @@ Every result is folded into a per-URL aggregate as it arrives; each push turns t
 into datums using ``Values``/``Counts`` statistic sets, so a URL probed every 5 s still costs
 one datum per metric per push. The service's limits are enforced here because an emulator
 does not enforce them: at most 1000 datums and 1 MB per request, 150 distinct values per
-datum, dimension values of at most 1024 characters, no NaN or infinity.
+datum, dimension values of printable ASCII and at most 1024 characters, no NaN or infinity.
+A request the service refuses anyway (a 400 that is not throttling) loses the datums it names,
+counted as dropped, rather than being resent forever ahead of everything else.
 
 Datums that could not be sent wait for the next push, in a bounded buffer: while CloudWatch is
 down the oldest are dropped (and counted in ``upcheck_sink_dropped_total``) rather than let
@@ -17,6 +19,7 @@ import hashlib
 import itertools
 import logging
 import math
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -42,6 +45,11 @@ MAX_VALUES_PER_DATUM = 150
 MAX_DIMENSION_VALUE = 1024
 DEFAULT_MAX_PENDING = 200_000  # datums kept for retry while CloudWatch is unreachable
 _REQUEST_OVERHEAD = 2_000  # Action, Version, Namespace and headroom, in bytes
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x20, 0x7F))
+# A 400 with one of these codes is about load, not about the data: keep the data and retry.
+_RETRYABLE_CODES = frozenset(("Throttling", "ThrottlingException", "RequestLimitExceeded"))
+# The service names the datum it refuses: "... parameter MetricData.member.3.Value ...".
+_MEMBER = re.compile(r"MetricData\.member\.(\d+)\b")
 
 
 class _Aggregate:
@@ -56,9 +64,15 @@ class _Aggregate:
 
 
 def dimension_value(text: str) -> str:
-    """Fit CloudWatch's 1024-character limit while keeping distinct URLs distinct."""
+    """A value CloudWatch accepts: printable ASCII (anything else percent-encoded as UTF-8,
+    the way a browser writes a URL), not blank, at most 1024 characters, and distinct URLs
+    still distinct."""
+    if not (text.isascii() and text.isprintable()):
+        text = quote(text, safe=_PRINTABLE_ASCII)
+    if not text.strip():
+        return "-"
     if len(text) <= MAX_DIMENSION_VALUE:
-        return text or "-"
+        return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return f"{text[: MAX_DIMENSION_VALUE - 18]}~{digest}"
 
@@ -120,6 +134,13 @@ def _value_datums(
             "Counts": [float(c) for _, c in chunk],
             "Unit": unit,
         }
+
+
+def _refuses_the_data(exc: ClientError) -> bool:
+    """A 400 that is not throttling: the request itself is invalid and always will be."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = exc.response.get("Error", {}).get("Code", "")
+    return status == 400 and code not in _RETRYABLE_CODES
 
 
 class CloudWatchSink:
@@ -201,17 +222,46 @@ class CloudWatchSink:
 
     def publish(self, snapshot: Snapshot) -> None:
         self._enqueue(self._drain(snapshot, datetime.fromtimestamp(time.time(), UTC)))
+        refused: list[str] = []
         while self._pending:
             batch = next(batches(itertools.islice(self._pending, MAX_DATUMS_PER_REQUEST)))
             try:
                 self.client.put_metric_data(Namespace=self.namespace, MetricData=batch)
-            except (ClientError, BotoCoreError) as exc:
-                raise RuntimeError(
-                    f"PutMetricData to {self.namespace}: {describe_error(exc)} "
-                    f"({len(self._pending)} datums kept for retry)"
-                ) from None
+            except ClientError as exc:
+                if not _refuses_the_data(exc):
+                    raise self._kept_for_retry(exc) from None
+                refused.append(self._drop_refused(exc, len(batch)))
+                continue  # what is left of the batch goes again
+            except BotoCoreError as exc:
+                raise self._kept_for_retry(exc) from None
             for _ in batch:
                 self._pending.popleft()
+        if refused:
+            raise RuntimeError(
+                f"PutMetricData to {self.namespace}: {len(refused)} request(s) refused as "
+                f"invalid, their datums dropped; first: {refused[0]}"
+            )
+
+    def _kept_for_retry(self, exc: Exception) -> RuntimeError:
+        return RuntimeError(
+            f"PutMetricData to {self.namespace}: {describe_error(exc)} "
+            f"({len(self._pending)} datums kept for retry)"
+        )
+
+    def _drop_refused(self, exc: ClientError, batch_size: int) -> str:
+        """Drop the datums a 400 names (all of the request's if it names none): resending
+        them would fail the same way forever and hold back everything queued behind."""
+        reason = describe_error(exc)
+        named = {int(n) - 1 for n in _MEMBER.findall(reason) if 0 < int(n) <= batch_size}
+        doomed = sorted(named) if named else list(range(batch_size))
+        for index in reversed(doomed):
+            del self._pending[index]
+        if self._telemetry is not None:
+            self._telemetry.sink_dropped.labels(self.name).inc(len(doomed))
+        log.warning(
+            event("sink_dropped", sink=self.name, datums=len(doomed), reason=f"refused: {reason}")
+        )
+        return reason
 
     @property
     def pending(self) -> int:

@@ -200,6 +200,21 @@ def _check_ca_bundle(name: str, path: str, problems: list[str]) -> None:
         problems.append(f"{name} {path!r} holds no usable PEM certificates: {reason}")
 
 
+def _check_namespace(namespace: str, problems: list[str]) -> None:
+    """CloudWatch refuses every PutMetricData to a namespace outside these rules, so a bad one
+    would silently turn the sink into a stream of errors: refuse it at start instead."""
+    if not (namespace.isascii() and namespace.isprintable()) or len(namespace) > 255:
+        problems.append(
+            f"--cloudwatch-namespace must be at most 255 printable ASCII characters, "
+            f"got {namespace!r}"
+        )
+    elif namespace.startswith((":", "AWS/")):
+        problems.append(
+            f"--cloudwatch-namespace must not start with ':' or 'AWS/' (reserved), "
+            f"got {namespace!r}"
+        )
+
+
 def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Settings:
     """Parse flags and environment into :class:`Settings`, or raise :class:`ConfigError`."""
     environ = os.environ if environ is None else environ
@@ -244,6 +259,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
     env_bundle = environ.get("REQUESTS_CA_BUNDLE", "").strip()
     if env_bundle:
         _check_ca_bundle("REQUESTS_CA_BUNDLE", env_bundle, problems)
+    namespace = (raw["--cloudwatch-namespace"] or "").strip() or None
+    if namespace is not None:
+        _check_namespace(namespace, problems)
     log_level = (raw["--log-level"] or "").strip().lower()
     if log_level not in {"debug", "info", "warning", "error"}:
         problems.append(f"--log-level must be debug, info, warning or error, got {log_level!r}")
@@ -260,7 +278,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
         reload_interval=reload_interval,
         results=None if results in {"", "-"} else results,
         publish_interval=publish_interval,
-        cloudwatch_namespace=(raw["--cloudwatch-namespace"] or "").strip() or None,
+        cloudwatch_namespace=namespace,
         cloudwatch_url_metrics=url_metrics,
         app_name=(raw["--app-name"] or "").strip() or "upcheck",
         ca_file=ca_file,

@@ -277,6 +277,45 @@ def test_dimension_values_fit_1024_characters_and_stay_distinct():
     assert dimension_value("https://short.example/") == "https://short.example/"
 
 
+def test_dimension_values_are_printable_ascii_as_cloudwatch_requires():
+    values = [
+        dimension_value("https://bücher.example/café"),
+        dimension_value("https://bücher.example/cafe"),
+        dimension_value("Boutique Zürich\tnord"),
+        dimension_value("   "),
+    ]
+    for value in values:
+        assert value.isascii() and value.isprintable() and value.strip()
+    assert values[0] == "https://b%C3%BCcher.example/caf%C3%A9"
+    assert values[0] != values[1]
+
+
+def test_a_datum_cloudwatch_refuses_is_dropped_and_the_rest_still_go_out(cloudwatch):
+    telemetry = Telemetry(CollectorRegistry())
+    store = ResultsStore()
+    sink = CloudWatchSink(
+        "Upcheck/Test", "shop", ("Up",), store, telemetry=telemetry, client=cloudwatch
+    )
+    target = Target(url="https://shop.example/", name="shop")
+    store.add(target)
+    store.record(target, result())
+    # No code path of the sink builds an invalid datum; this one stands in for whatever the
+    # service may refuse one day. Resending it would fail forever and block the queue.
+    poison = {"MetricName": "Up", "Value": 1.0, "Values": [1.0], "Counts": [1.0]}
+    sink._enqueue([poison])
+    with pytest.raises(RuntimeError, match="refused as invalid, their datums dropped"):
+        sink.publish(snapshot(store))
+    assert sink.pending == 0
+    dropped = telemetry.registry.get_sample_value(
+        "upcheck_sink_dropped_total", {"sink": "cloudwatch"}
+    )
+    assert dropped == 1  # only the datum the service named
+    url_dims = {"Application": "shop", "Url": "https://shop.example/"}
+    assert statistics(cloudwatch, "Up", url_dims) == 1
+    assert statistics(cloudwatch, "TargetsTotal", {"Application": "shop"}, "Maximum") == 1
+    sink.publish(snapshot(store))  # and the next push goes through cleanly
+
+
 def test_while_cloudwatch_is_down_the_buffer_is_bounded_and_drops_are_counted(aws):
     down = boto3.client("cloudwatch", endpoint_url="http://127.0.0.1:9")  # nothing listens
     telemetry = Telemetry(CollectorRegistry())

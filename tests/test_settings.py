@@ -99,6 +99,8 @@ def test_a_ca_bundle_that_is_not_pem_is_refused_at_start(csv, tmp_path):
     [
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["--targets", "{csv}", "--inter", "5"], "unrecognized arguments: --inter 5"),
+        (["--targets", "{csv}", "--cloudwatch-namespace", "AWS/EC2"], "reserved"),
+        (["--targets", "{csv}", "--cloudwatch-namespace", "Überwachung"], "printable ASCII"),
         ([], "--targets (or UPCHECK_TARGETS) is required"),
         (["--targets", "s3://bucket-only"], "--targets must be s3://bucket/key"),
         (["--targets", "{csv}", "--listen", "8080"], "--listen must be host:port"),
