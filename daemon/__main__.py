@@ -58,7 +58,7 @@ def make_sinks(
         if settings.results.startswith("s3://"):
             from daemon.s3 import S3ResultsFile
 
-            sinks.append(S3ResultsFile(settings.results))
+            sinks.append(S3ResultsFile(settings.results, live=live_document))
         else:
             sinks.append(LocalResultsFile(settings.results, live=live_document))
     if settings.cloudwatch_namespace:

@@ -8,13 +8,14 @@ errors are reported by their S3 error code and message only.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from daemon.sinks import Snapshot
+from daemon.sinks import Snapshot, not_written_answer
 from daemon.sources import Fetched, SourceError
 
 PRESIGN_SECONDS = 300  # GET /results links live 5 minutes: long enough to click, no longer
@@ -104,9 +105,13 @@ class S3ResultsFile(_S3Object):
 
     name = "results_file"
 
-    def __init__(self, url: str, client: Any | None = None) -> None:
+    def __init__(
+        self, url: str, client: Any | None = None, live: Callable[[], bytes] | None = None
+    ) -> None:
         super().__init__(url, client)
         self.status_key = posixpath.join(posixpath.dirname(self.key), "status.html")
+        self._live = live
+        self._written = False  # by this process: an older object may hold a past run's results
 
     def publish(self, snapshot: Snapshot) -> None:
         try:
@@ -126,8 +131,11 @@ class S3ResultsFile(_S3Object):
             )
         except (ClientError, BotoCoreError) as exc:
             raise RuntimeError(f"s3://{self.bucket}/{self.key}: {describe_error(exc)}") from None
+        self._written = True
 
     def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]:
+        if not self._written:
+            return not_written_answer(self._live)
         try:
             url = self.client.generate_presigned_url(
                 "get_object",

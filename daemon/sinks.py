@@ -96,18 +96,28 @@ class LocalResultsFile:
     def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]:
         """The file as last written. Before the first write (one publish interval after the
         start), the same document built from the results as they are now."""
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache")]
         try:
             with open(self.path, "rb") as handle:
-                return "200 OK", headers, handle.read()
+                return "200 OK", list(JSON_HEADERS), handle.read()
         except FileNotFoundError:
-            if self._live is None:
-                return (
-                    "503 Service Unavailable",
-                    [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")],
-                    b"results not written yet\n",
-                )
-        return "200 OK", [*headers, ("X-Upcheck-Results", "live")], self._live()
+            return not_written_answer(self._live)
+
+
+JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-cache"))
+
+
+def not_written_answer(
+    live: Callable[[], bytes] | None,
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """``GET /results`` before this process first wrote the results: the document built now
+    (marked ``X-Upcheck-Results: live``), or a 503 when there is nothing to build it from."""
+    if live is None:
+        return (
+            "503 Service Unavailable",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")],
+            b"results not written yet\n",
+        )
+    return "200 OK", [*JSON_HEADERS, ("X-Upcheck-Results", "live")], live()
 
 
 def _atomic_write(path: str, data: bytes) -> None:
