@@ -4,6 +4,7 @@ CloudWatch out, an outage in the middle, and the ECS container-credentials path.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -159,6 +160,85 @@ def test_sigterm_while_the_first_load_hangs_on_s3_stops_cleanly(tmp_path, moto):
         for connection in held:
             connection.close()
         silent.close()
+
+
+def test_a_changed_s3_list_is_applied_at_the_next_reload(tmp_path, servers, moto):
+    site = f"http://127.0.0.1:{servers.wsgi(srv.text_app())}/"
+    prepare(moto, site)
+    with DaemonProcess(*AWS_ARGS, *FAST, env=moto.env(), log=tmp_path / "log") as daemon:
+        wait_until(lambda: daemon.sample("upcheck_targets") == 1, what="the first list")
+        s3 = boto3.client("s3", **_kwargs(moto))
+        body = f"url,name\n{site},shop\n{site}?page=2,shop page 2\n".encode()
+        s3.put_object(Bucket="upcheck-targets", Key="urls.csv", Body=body)
+        wait_until(lambda: daemon.sample("upcheck_targets") == 2, what="the changed list")
+        key = f'probe_success{{name="shop page 2",url="{site}?page=2"}}'
+        wait_until(lambda: daemon.sample(key) == 1, what="the added URL to be probed")
+        assert "event=targets_reloaded" in daemon.log()
+
+
+def test_sigterm_makes_the_last_writes_to_s3_and_cloudwatch(tmp_path, servers, moto):
+    site = f"http://127.0.0.1:{servers.wsgi(srv.text_app())}/"
+    prepare(moto, site)
+    daemon = DaemonProcess(
+        *AWS_ARGS, "--interval", "0.5", "--reload-interval", "0.3", "--publish-interval", "3600",
+        env=moto.env(), log=tmp_path / "log",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: daemon.sample('upcheck_probes_total{result="success"}'), what="a probe")
+        assert sink_ok(daemon, "results_file") == 0  # the hourly writes have not happened
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.log()
+    s3 = boto3.client("s3", **_kwargs(moto))
+    document = json.loads(
+        s3.get_object(Bucket="upcheck-results", Key="prod/results.json")["Body"].read()
+    )
+    assert document["results"][0]["name"] == "shop"
+    cloudwatch = boto3.client("cloudwatch", **_kwargs(moto))
+    names = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="Upcheck/E2E")["Metrics"]}
+    assert {"TargetsTotal", "Up"} <= names
+
+
+def test_sigterm_exits_in_time_when_aws_never_answers(tmp_path, servers):
+    """Both sinks' last writes hang on an endpoint that accepts and never answers: the
+    daemon still exits 0 within the SPEC's 10 s, and says which writes timed out."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept_all() -> None:
+        while True:
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept_all, daemon=True).start()
+    csv = tmp_path / "urls.csv"
+    csv.write_text(f"url,name\nhttp://127.0.0.1:{servers.wsgi(srv.text_app())}/,shop\n")
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        daemon = DaemonProcess(
+            "--targets", str(csv), "--results", "s3://upcheck-results/results.json",
+            "--cloudwatch-namespace", "Upcheck/E2E", "--interval", "0.5",
+            "--publish-interval", "3600", env=env, log=tmp_path / "log",
+        )  # fmt: skip
+        wait_until(lambda: daemon.sample('upcheck_probes_total{result="success"}'), what="a probe")
+        code, took = daemon.stop(signal.SIGTERM)
+        assert code == 0, daemon.log()
+        assert took < 10
+        log = daemon.log()
+        assert "event=sink_flush_timed_out sink=results_file" in log
+        assert "event=sink_flush_timed_out sink=cloudwatch" in log
+        assert "event=stopped" in log
+    finally:
+        silent.close()
+        for connection in held:
+            connection.close()
 
 
 class _CredentialsEndpoint(BaseHTTPRequestHandler):
