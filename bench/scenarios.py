@@ -160,6 +160,9 @@ def scale(env: Env, checkout: Path, targets: int, interval: float) -> dict[str, 
         figures["lateness_samples"] = late[-1][1] if late else 0
         ok = metrics.total(after, "upcheck_probes_total", result="success")
         figures["success_ratio"] = ok / max(metrics.total(after, "upcheck_probes_total"), 1)
+        figures["results"] = {  # type: ignore[assignment]
+            lab["result"]: v for n, lab, v in after if n == "upcheck_probes_total"
+        }
         if targets >= 50_000:
             figures.update(_metrics_endpoint(port))
         figures["peak_rss_mib"] = peak_rss_mib(proc.pid)
@@ -206,20 +209,21 @@ def fidelity(env: Env, checkout: Path, delay: float = 0.2) -> dict[str, float]:
     def load(n: int) -> list[str]:
         return [f"http://127.0.0.1:{env.nginx_port}/f/{i},f{i},{load_interval:g}" for i in range(n)]
 
-    n0 = 1500
-    write_csv(csv, slow + load(n0))
+    n1 = 3000
+    write_csv(csv, slow + load(n1))
     proc, port = env.procs.upcheck(
         checkout, csv, env.prober_cpu, load_interval, 500, reload_interval=1
     )
     figures: dict[str, float] = {}
     try:
         time.sleep(load_interval + 1)
-        cpu0 = cpu_seconds(proc.pid)
-        time.sleep(5)
-        share = (cpu_seconds(proc.pid) - cpu0) / 5
-        n1 = max(100, min(60_000, int(n0 * 0.7 / max(share, 0.01))))
-        write_csv(csv, slow + load(n1))
-        time.sleep(load_interval + 3)  # the reload, then one spread pass of the new list
+        for _ in range(2):  # calibrate: CPU grows about linearly with the probe rate
+            cpu0 = cpu_seconds(proc.pid)
+            time.sleep(5)
+            share = (cpu_seconds(proc.pid) - cpu0) / 5
+            n1 = max(100, min(60_000, int(n1 * 0.7 / max(share, 0.01))))
+            write_csv(csv, slow + load(n1))
+            time.sleep(load_interval + 3)  # the reload, then one spread pass of the new list
         seen: dict[str, float] = {}
         errors: list[float] = []
         window = 15.0 if env.quick else 40.0
