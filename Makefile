@@ -37,9 +37,10 @@ typecheck: $(VENV)/.test-deps
 unit: $(VENV)/.test-deps
 	$(BIN)/pytest
 
-## bench: the performance benchmark (not part of `make test`); writes docs/PERFORMANCE.md.
+## bench: the performance benchmark (not part of `make test`): nginx, the blackbox exporter and
+## upcheck on 127.0.0.1; writes docs/PERFORMANCE.md after a full run. BENCH_ARGS=--quick etc.
 bench: $(VENV)/.test-deps
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache results
+	rm -rf $(VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache results bench/last-results.json

@@ -10,6 +10,7 @@ import time
 from typing import Protocol
 
 import gevent
+from gevent.event import Event
 
 
 class Clock(Protocol):
@@ -18,6 +19,9 @@ class Clock(Protocol):
     def time(self) -> float: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+    def wait(self, event: Event, seconds: float | None) -> None:
+        """Return when ``event`` is set or ``seconds`` have passed (never, for None)."""
 
 
 class SystemClock:
@@ -29,3 +33,6 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         gevent.sleep(max(seconds, 0.0))
+
+    def wait(self, event: Event, seconds: float | None) -> None:
+        event.wait(None if seconds is None else max(seconds, 0.0))

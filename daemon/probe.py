@@ -9,17 +9,18 @@ The whole probe, body included, runs under one ``gevent.Timeout``: a server that
 byte a second cannot hold it past its deadline. That needs cooperative sockets, so the process
 must be monkey-patched by gevent before this module does any I/O (``daemon/__main__.py`` does).
 
-Requests carries the HTTP exchange. Two of its layers are replaced, on purpose:
-
-* the urllib3 connection classes, to resolve names ourselves (timed, and checked against the
-  link-local block list before any packet is sent), time connect and TLS separately, and read
-  the peer certificate's expiry;
-* the adapter's pool lookup, so that each hop gets a brand-new single-connection pool instead
-  of a shared keep-alive pool.
+Requests prepares each request (URL parsing and IDNA, headers, basic auth); the hop's I/O then
+goes straight through one fresh urllib3 connection, not through requests' Session, adapter and
+pool machinery, which cost more CPU than the whole exchange with a fast server. That connection
+resolves names itself (timed, checked against the link-local block list before any packet is
+sent; an IP literal is used as is, with no resolver call), times connect and TLS separately
+with the one SSL context built at start, reads the peer certificate's expiry, and closes its
+socket when the deadline strikes in the middle of connect or handshake.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
 import ssl
@@ -31,13 +32,11 @@ from urllib.parse import urljoin, urlsplit
 
 import gevent
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection
+from urllib3.response import BaseHTTPResponse
 
 from daemon import __version__
-from daemon.redact import redact_url
+from daemon.redact import redact_text, redact_url
 from daemon.targets import Target
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
@@ -63,6 +62,13 @@ _BLOCKED_NETS = (
     ipaddress.ip_network("fd00:ec2::254/128"),  # EC2 metadata over IPv6
 )
 USER_AGENT = f"upcheck/{__version__}"
+_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "*/*",
+    "Accept-Encoding": "gzip, deflate",
+    "Connection": "close",
+}
+_FIRST_HOP_CACHE = 200_000  # prepared first hops kept; the whole cache is dropped beyond
 
 # (family, sockaddr) pairs, as socket.getaddrinfo gives them.
 Address = tuple[int, tuple[Any, ...]]
@@ -113,6 +119,58 @@ class _Trace:
     tls: float = 0.0
     connected_at: float = 0.0  # perf_counter when the connection became ready for the request
     cert_expiries: list[float] = field(default_factory=list)
+    conn: HTTPConnection | None = None  # the hop's connection, closed when the probe ends
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """One request, prepared by requests (URL, headers, auth) and taken apart for urllib3."""
+
+    url: str
+    origin: tuple[str, str, int | None]  # where credentials may be sent
+    https: bool
+    host: str  # IDNA-encoded name or bare IP address (no brackets)
+    port: int
+    literal: Address | None  # the address itself when ``host`` is an IP literal
+    path: str  # the request target: path and query
+    headers: dict[str, str]
+
+
+def _prepare(method: str, url: str, auth: tuple[str, str] | None) -> _Hop:
+    """Let requests do what it does well (URL parsing, IDNA, basic auth), and no more.
+
+    Only the steps a probe needs: no cookie jar, no hooks, no environment proxies.
+    """
+    request = requests.PreparedRequest()
+    request.prepare_method(method)
+    request.prepare_url(url, None)
+    request.prepare_headers(_HEADERS)
+    request.prepare_auth(auth, url)
+    prepared = request.url or url
+    parts = urlsplit(prepared)
+    https = parts.scheme == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
+    return _Hop(
+        url=prepared,
+        origin=_origin(url),
+        https=https,
+        host=host,
+        port=port,
+        literal=_literal(host, port),
+        path=request.path_url,
+        headers=dict(request.headers),
+    )
+
+
+def _literal(host: str, port: int) -> Address | None:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 6:
+        return socket.AF_INET6, (host, port, 0, 0)
+    return socket.AF_INET, (host, port)
 
 
 def _blocked(address: Address) -> bool:
@@ -131,34 +189,55 @@ def _os_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _TracedHTTPConnection(HTTPConnection):
-    """An urllib3 connection that resolves and connects itself, timing both."""
+class _TracedConnection(HTTPConnection):
+    """An urllib3 connection that resolves, connects and (for https) shakes hands itself.
 
-    def __init__(self, *args: Any, trace: _Trace, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Timing each step into the probe's :class:`_Trace`, refusing blocked addresses before any
+    packet is sent, and closing its socket if the deadline strikes half-way through.
+    """
+
+    def __init__(
+        self, hop: _Hop, timeout: float, trace: _Trace, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        super().__init__(hop.host, hop.port, timeout=timeout)
+        self._hop = hop
         self._trace = trace
+        self._ssl_context = ssl_context
 
-    def _new_conn(self) -> socket.socket:
-        trace = self._trace
-        host = self._dns_host
+    def connect(self) -> None:
+        sock = self._new_conn()
+        if self._ssl_context is not None:
+            sock = self._handshake(sock, self._ssl_context)
+        self.sock = sock
+
+    def _addresses(self) -> list[Address]:
+        hop, trace = self._hop, self._trace
+        if hop.literal is not None:
+            return [hop.literal]  # an IP literal: nothing to resolve, no resolver call
         started = time.perf_counter()
         try:
-            addresses = list(trace.resolver(host, self.port))
+            addresses = list(trace.resolver(hop.host, hop.port))
         except (OSError, UnicodeError) as exc:
-            raise _Failure("dns", f"cannot resolve {host}: {_os_reason(exc)}") from None
-        resolved = time.perf_counter()
-        trace.resolve += resolved - started
+            raise _Failure("dns", f"cannot resolve {hop.host}: {_os_reason(exc)}") from None
+        finally:
+            trace.resolve += time.perf_counter() - started
         if not addresses:
-            raise _Failure("dns", f"cannot resolve {host}: no address")
+            raise _Failure("dns", f"cannot resolve {hop.host}: no address")
+        return addresses
+
+    def _new_conn(self) -> socket.socket:
+        hop, trace = self._hop, self._trace
+        addresses = self._addresses()
         allowed = addresses if trace.allow_link_local else [a for a in addresses if not _blocked(a)]
         if not allowed:
             ip = addresses[0][1][0]
-            where = ip if ip == host else f"{host} resolves to {ip}, which"
+            where = ip if ip == hop.host else f"{hop.host} resolves to {ip}, which"
             raise _Failure(
                 "blocked",
                 f"{where} is a link-local or cloud metadata address; refused "
                 "(see --allow-link-local)",
             )
+        started = time.perf_counter()
         error: OSError | None = None
         try:
             for family, sockaddr in allowed:
@@ -171,106 +250,58 @@ class _TracedHTTPConnection(HTTPConnection):
                     sock.close()
                     error = exc
                     continue
+                except BaseException:  # the deadline (gevent.Timeout) or a kill
+                    sock.close()
+                    raise
                 return sock
         finally:
             # Counted whether or not it worked: a slow refusal is still connect time.
             trace.connected_at = time.perf_counter()
-            trace.connect += trace.connected_at - resolved
+            trace.connect += trace.connected_at - started
         assert error is not None
+        where = f"{hop.host}:{hop.port}"
         if isinstance(error, TimeoutError):
-            raise _Failure("timeout", f"connect to {host}:{self.port} timed out") from None
-        raise _Failure(
-            "connect", f"cannot connect to {host}:{self.port}: {_os_reason(error)}"
-        ) from None
+            raise _Failure("timeout", f"connect to {where} timed out") from None
+        raise _Failure("connect", f"cannot connect to {where}: {_os_reason(error)}") from None
 
-
-class _TracedHTTPSConnection(HTTPSConnection):
-    """As :class:`_TracedHTTPConnection`, plus TLS timing and the peer certificate's expiry."""
-
-    def __init__(self, *args: Any, trace: _Trace, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._trace = trace
-
-    _new_conn = _TracedHTTPConnection._new_conn
-
-    def connect(self) -> None:
-        trace = self._trace
+    def _handshake(self, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
+        """TLS on ``sock``, verified by ``context`` (chain and host name), timed."""
+        trace, host = self._trace, self._hop.host
+        tls: ssl.SSLSocket | None = None
         try:
-            super().connect()
-        except _Failure:
+            # For an IP literal, ssl sends no SNI but still checks the address against the
+            # certificate's IP SANs.
+            tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            tls.do_handshake()
+        except BaseException as exc:
+            (tls or sock).close()
+            if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+                raise _Failure(
+                    "tls", f"TLS handshake with {host} failed: {_tls_reason(exc)}"
+                ) from None
+            if isinstance(exc, TimeoutError):
+                raise _Failure("timeout", f"TLS handshake with {host} timed out") from None
+            if isinstance(exc, OSError):
+                raise _Failure(
+                    "tls", f"TLS handshake with {host} failed: {_os_reason(exc)}"
+                ) from None
             raise
-        except (ssl.SSLError, ssl.CertificateError, urllib3.exceptions.SSLError) as exc:
-            raise _Failure(
-                "tls", f"TLS handshake with {self.host} failed: {_tls_reason(exc)}"
-            ) from None
-        except TimeoutError:
-            raise _Failure("timeout", f"TLS handshake with {self.host} timed out") from None
-        except OSError as exc:
-            raise _Failure(
-                "tls", f"TLS handshake with {self.host} failed: {_os_reason(exc)}"
-            ) from None
         now = time.perf_counter()
         trace.tls += now - trace.connected_at
         trace.connected_at = now
-        sock = self.sock
-        if isinstance(sock, ssl.SSLSocket):
-            cert = sock.getpeercert()
-            not_after = cert.get("notAfter") if cert else None
-            if isinstance(not_after, str):
-                trace.cert_expiries.append(float(ssl.cert_time_to_seconds(not_after)))
+        cert = tls.getpeercert()
+        not_after = cert.get("notAfter") if cert else None
+        if isinstance(not_after, str):
+            trace.cert_expiries.append(float(ssl.cert_time_to_seconds(not_after)))
+        return tls
 
 
 def _tls_reason(exc: BaseException) -> str:
-    while isinstance(exc, urllib3.exceptions.SSLError) and exc.args and exc.__context__:
-        exc = exc.__context__
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason).lower().replace("_", " ")
     return str(exc)
-
-
-class _FreshConnectionAdapter(HTTPAdapter):
-    """Gives every request a new single-connection pool wired to the probe's trace."""
-
-    def __init__(self, trace: _Trace, ssl_context: ssl.SSLContext) -> None:
-        super().__init__(max_retries=0)
-        self._trace = trace
-        self._ssl_context = ssl_context
-        self._pools: list[HTTPConnectionPool] = []
-
-    def get_connection_with_tls_context(
-        self,
-        request: requests.PreparedRequest,
-        verify: Any,
-        proxies: Any = None,
-        cert: Any = None,
-    ) -> HTTPConnectionPool:
-        parts = urlsplit(request.url or "")
-        pool: HTTPConnectionPool
-        if parts.scheme == "https":
-            pool = HTTPSConnectionPool(
-                parts.hostname or "",
-                parts.port,
-                maxsize=1,
-                ssl_context=self._ssl_context,
-                cert_reqs="CERT_REQUIRED",
-                trace=self._trace,
-            )
-            pool.ConnectionCls = _TracedHTTPSConnection
-        else:
-            pool = HTTPConnectionPool(
-                parts.hostname or "", parts.port, maxsize=1, trace=self._trace
-            )
-            pool.ConnectionCls = _TracedHTTPConnection
-        self._pools.append(pool)
-        return pool
-
-    def close(self) -> None:
-        for pool in self._pools:
-            pool.close()
-        self._pools.clear()
-        super().close()
 
 
 def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
@@ -293,7 +324,12 @@ def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
 
 
 class Prober:
-    """Probes targets. Shared by all greenlets; holds no per-probe state."""
+    """Probes targets. Shared by all greenlets; holds no per-probe state.
+
+    What it does keep is a cache of each target's first hop, prepared (URL parsed and IDNA-
+    encoded, headers and basic auth built, the IP literal recognised): a target is probed the
+    same way every interval, and preparing is a good part of a probe's CPU on a fast server.
+    """
 
     def __init__(
         self,
@@ -306,6 +342,7 @@ class Prober:
         self._resolver = resolver
         self._allow_link_local = allow_link_local
         self._default_timeout = default_timeout
+        self._first_hops: dict[Target, _Hop] = {}
 
     def probe(self, target: Target) -> ProbeResult:
         """Probe ``target`` once within its deadline. Never raises (but for GreenletExit)."""
@@ -313,12 +350,11 @@ class Prober:
         started = time.perf_counter()
         timeout = target.timeout or self._default_timeout
         trace = _Trace(self._resolver, self._allow_link_local)
-        adapter = _FreshConnectionAdapter(trace, self._ssl_context)
         outcome = _Outcome()
         deadline = gevent.Timeout(timeout)
         deadline.start()
         try:
-            self._exchange(target, adapter, trace, outcome, started + timeout)
+            self._exchange(target, trace, outcome, started + timeout)
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
@@ -329,7 +365,8 @@ class Prober:
             outcome.fail("protocol", _protocol_reason(exc))
         finally:
             deadline.close()
-            adapter.close()
+            if trace.conn is not None:
+                trace.conn.close()
         return ProbeResult(
             up=outcome.error_kind is None,
             status_code=outcome.status_code,
@@ -344,60 +381,60 @@ class Prober:
             started_at=started_at,
         )
 
-    def _exchange(
-        self,
-        target: Target,
-        adapter: _FreshConnectionAdapter,
-        trace: _Trace,
-        outcome: _Outcome,
-        deadline: float,
-    ) -> None:
-        url = target.url
+    def _first_hop(self, target: Target) -> _Hop:
+        hop = self._first_hops.get(target)
+        if hop is None:
+            if len(self._first_hops) >= _FIRST_HOP_CACHE:
+                self._first_hops.clear()  # targets come and go; start over rather than grow
+            auth = requests.utils.get_auth_from_url(target.url)
+            hop = _prepare(target.method, target.url, auth if any(auth) else None)
+            self._first_hops[target] = hop
+        return hop
+
+    def _exchange(self, target: Target, trace: _Trace, outcome: _Outcome, deadline: float) -> None:
+        hop = self._first_hop(target)
         method = target.method
-        origin = _origin(url)
-        auth = requests.utils.get_auth_from_url(url)
+        origin = hop.origin
         while True:
-            outcome.ssl = url.lower().startswith("https:")
-            request = requests.Request(
-                method,
-                url,
-                headers={
-                    "User-Agent": USER_AGENT,
-                    "Accept": "*/*",
-                    "Accept-Encoding": "gzip, deflate",
-                    "Connection": "close",
-                },
-                auth=auth if any(auth) and _origin(url) == origin else None,
-            ).prepare()
+            outcome.ssl = hop.https
             # The socket timeout is only a backstop: the gevent.Timeout in probe() is the deadline.
             socket_timeout = max(deadline - time.perf_counter(), 0.001) + 1.0
-            response = adapter.send(request, stream=True, timeout=socket_timeout, verify=True)
+            conn = trace.conn = _TracedConnection(
+                hop, socket_timeout, trace, self._ssl_context if hop.https else None
+            )
+            conn.connect()
+            conn.request(method, hop.path, headers=hop.headers, preload_content=False)
+            response = conn.getresponse()
             headers_at = time.perf_counter()
             outcome.processing += headers_at - trace.connected_at
-            outcome.status_code = response.status_code
+            outcome.status_code = response.status
             location = response.headers.get("Location")
-            if response.status_code in _REDIRECT_CODES and location:
+            if response.status in _REDIRECT_CODES and location:
                 response.close()
+                conn.close()
                 if outcome.redirects >= MAX_REDIRECTS:
                     raise _Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
                 outcome.redirects += 1
-                next_url = urljoin(url, location)
+                next_url = urljoin(hop.url, location)
                 if urlsplit(next_url).scheme.lower() not in ("http", "https"):
                     raise _Failure(
                         "protocol", f"redirect to a non-HTTP location {redact_url(next_url)!r}"
                     )
-                if response.status_code == 303 and method != "HEAD":
+                if response.status == 303 and method != "HEAD":
                     method = "GET"
-                url = next_url
+                # Credentials go only to the origin they were written for.
+                auth = requests.utils.get_auth_from_url(target.url)
+                same = _origin(next_url) == origin
+                hop = _prepare(method, next_url, auth if same and any(auth) else None)
                 continue
             self._read_body(target, method, response, outcome)
             outcome.transfer = time.perf_counter() - headers_at
-            self._evaluate(target, response.status_code, outcome)
+            self._evaluate(target, response.status, outcome)
             return
 
     @staticmethod
     def _read_body(
-        target: Target, method: str, response: requests.Response, outcome: _Outcome
+        target: Target, method: str, response: BaseHTTPResponse, outcome: _Outcome
     ) -> None:
         if method == "HEAD":
             declared = response.headers.get("Content-Length", "")
@@ -409,10 +446,9 @@ class Prober:
         keep = len(needle) - 1 if needle else 0
         tail = b""
         size = 0
-        raw = response.raw
         try:
             while True:
-                chunk = raw.read(_CHUNK, decode_content=True)
+                chunk = response.read(_CHUNK, decode_content=True)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -452,12 +488,22 @@ class _Outcome:
 
     def fail(self, kind: str, message: str) -> None:
         self.error_kind = kind
-        self.error = message
+        self.error = _readable(message)
+
+
+def _readable(message: str) -> str:
+    """One line, credentials masked: how every error leaves the probe."""
+    lines = message.strip().splitlines()
+    return redact_text(lines[0].strip() if lines else "")
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    try:
+        port = parts.port
+    except ValueError:  # a bad port: requests will refuse the URL and say why
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def _protocol_reason(exc: BaseException) -> str:
@@ -470,6 +516,8 @@ def _protocol_reason(exc: BaseException) -> str:
             return current.message
         if isinstance(current, ConnectionResetError):
             return "connection reset by peer"
+        if isinstance(current, http.client.BadStatusLine):
+            return f"not an HTTP response: {str(current)[:80]!r}"
         args = getattr(current, "args", ())
         nested = next((a for a in args if isinstance(a, BaseException)), None)
         if nested is None:

@@ -1,4 +1,4 @@
-"""The scheduler: one greenlet per target, a bounded number of probes in flight.
+"""The scheduler: one timetable of due times, one dispatcher, a greenlet per probe in flight.
 
 Each target keeps a fixed phase: its probes are due at ``first_due + k * interval``. A batch of
 targets that arrives together (the first load, or the ones a reload adds) is spread evenly over
@@ -6,16 +6,27 @@ the interval, so start-up is not a burst. A probe that cannot start on time (eve
 or the hub was busy) records how late it started in ``upcheck_probe_lateness_seconds``; slots
 missed entirely are skipped rather than run back to back.
 
-``apply()`` reconciles the running set with a new list: unchanged targets keep their greenlet,
+An idle target is one entry of a heap ordered by due time, not a sleeping greenlet: a greenlet
+parked in a sleep keeps its saved C stack, which at 50k targets was most of the daemon's
+memory. One dispatcher greenlet pops what is due, takes a slot (at most ``concurrency`` probes
+in flight) and spawns a greenlet for that one probe; when the probe ends, the target goes back
+into the heap at its next due time.
+
+``apply()`` reconciles the running set with a new list: unchanged targets keep their entry,
 phase and history; removed ones stop and leave the store; changed ones restart.
 """
 
 from __future__ import annotations
 
+import gc
+import heapq
+import itertools
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import gevent
+from gevent.event import Event
 from gevent.lock import BoundedSemaphore
 
 from daemon.clock import Clock
@@ -29,6 +40,19 @@ log = logging.getLogger(__name__)
 
 ProbeFn = Callable[[Target], ProbeResult]
 HEARTBEAT = 1.0  # seconds between the watchdog's ticks
+
+
+class _Entry:
+    """One target in the timetable. ``due`` is its next probe; ``probing`` its probe, if any."""
+
+    __slots__ = ("due", "interval", "probing", "removed", "target")
+
+    def __init__(self, target: Target, due: float, interval: float) -> None:
+        self.target = target
+        self.due = due
+        self.interval = interval
+        self.probing: gevent.Greenlet | None = None
+        self.removed = False
 
 
 class Scheduler:
@@ -49,9 +73,17 @@ class Scheduler:
         self._interval = interval
         self._timeout = timeout
         self._slots = BoundedSemaphore(concurrency)
-        self._greenlets: dict[str, tuple[Target, gevent.Greenlet]] = {}
+        self._entries: dict[str, _Entry] = {}
+        # (due, tie-breaker, entry); an entry whose ``due`` moved on or that was removed is
+        # stale and skipped when popped.
+        self._timetable: list[tuple[float, int, _Entry]] = []
+        self._order = itertools.count()
+        self._wake = Event()
+        self._wake_at = -math.inf  # when the dispatcher will look again; -inf while it works
+        self._dispatcher: gevent.Greenlet | None = None
         self._watchdog: gevent.Greenlet | None = None
         self._running = False
+        self._slowest = 0.0  # the largest interval + timeout among the targets
         self._last_tick = clock.monotonic()
         self._last_progress = clock.monotonic()
 
@@ -61,15 +93,19 @@ class Scheduler:
         self._running = True
         self._last_tick = self._last_progress = self._clock.monotonic()
         self._watchdog = gevent.spawn(self._watch)
+        self._dispatcher = gevent.spawn(self._dispatch)
 
     def stop(self) -> None:
         """Stop every probe now; results already recorded stay in the store."""
         self._running = False
-        greenlets = [g for _, g in self._greenlets.values()]
-        if self._watchdog is not None:
-            greenlets.append(self._watchdog)
+        greenlets = [g for g in (self._dispatcher, self._watchdog) if g is not None]
+        for entry in self._entries.values():
+            entry.removed = True
+            if entry.probing is not None:
+                greenlets.append(entry.probing)
         gevent.killall(greenlets, block=True, timeout=2)
-        self._greenlets.clear()
+        self._entries.clear()
+        self._timetable.clear()
 
     def interval_of(self, target: Target) -> float:
         return target.interval or self._interval
@@ -82,20 +118,27 @@ class Scheduler:
     def apply(self, targets: Sequence[Target]) -> tuple[int, int, int]:
         """Make the running set match ``targets``. Returns (added, removed, changed)."""
         wanted = {t.url: t for t in targets}
-        removed = [url for url in self._greenlets if url not in wanted]
+        removed = [url for url in self._entries if url not in wanted]
         changed = [
             url
             for url, t in wanted.items()
-            if url in self._greenlets and self._greenlets[url][0] != t
+            if url in self._entries and self._entries[url].target != t
         ]
         for url in removed + changed:
-            _, greenlet = self._greenlets.pop(url)
-            greenlet.kill(block=False)
+            entry = self._entries.pop(url)
+            entry.removed = True
+            if entry.probing is not None:
+                entry.probing.kill(block=False)
             self._store.remove(url)
-        fresh = [t for url, t in wanted.items() if url not in self._greenlets]
+        fresh = [t for url, t in wanted.items() if url not in self._entries]
         self._start_batch(fresh)
-        self._telemetry.targets.set(len(self._greenlets))
+        self._slowest = max(
+            (self.interval_of(t) + self.timeout_of(t) for t in wanted.values()), default=0.0
+        )
+        self._telemetry.targets.set(len(self._entries))
         self._last_progress = self._clock.monotonic()
+        if fresh or removed:
+            _settle_heap()
         return len(fresh) - len(changed), len(removed), len(changed)
 
     def _start_batch(self, targets: Iterable[Target]) -> None:
@@ -103,43 +146,80 @@ class Scheduler:
         now = self._clock.monotonic()
         for index, target in enumerate(batch):
             self._store.add(target)
-            offset = self.interval_of(target) * index / len(batch)
-            greenlet = gevent.spawn(self._run, target, now + offset)
-            self._greenlets[target.url] = (target, greenlet)
+            interval = self.interval_of(target)
+            entry = _Entry(target, now + interval * index / len(batch), interval)
+            self._entries[target.url] = entry
+            self._timetable.append((entry.due, next(self._order), entry))
+        heapq.heapify(self._timetable)
+        if batch:
+            self._wake.set()
 
     def targets(self) -> list[Target]:
-        return [t for t, _ in self._greenlets.values()]
+        return [e.target for e in self._entries.values()]
 
     # -- probing ---------------------------------------------------------------------------
 
-    def _run(self, target: Target, due: float) -> None:
-        interval = self.interval_of(target)
-        clock = self._clock
+    def _dispatch(self) -> None:
+        """Start every probe that is due, then wait for the next due time (or a new entry)."""
+        clock, timetable = self._clock, self._timetable
         while True:
-            delay = due - clock.monotonic()
-            if delay > 0:
-                clock.sleep(delay)
-            try:
-                self._probe_once(target, due)
-            except gevent.GreenletExit:
-                raise
-            except Exception:
-                log.exception(event("probe_crashed", target=target.display_url))
+            self._wake_at = -math.inf
             now = clock.monotonic()
-            due += interval
-            if due <= now:  # a whole slot was missed: skip it, keep the phase
-                due += interval * ((now - due) // interval + 1)
+            while timetable and timetable[0][0] <= now:
+                due, _, entry = heapq.heappop(timetable)
+                if entry.removed or entry.due != due:
+                    continue
+                self._slots.acquire()  # all busy: wait here; the lateness shows it
+                if self._gone(entry):  # removed while we waited for the slot
+                    self._slots.release()
+                    continue
+                entry.probing = gevent.spawn(self._run, entry, due)
+                now = clock.monotonic()
+            self._wake.clear()
+            delay = timetable[0][0] - now if timetable else None
+            self._wake_at = math.inf if delay is None else now + delay
+            clock.wait(self._wake, delay)
 
-    def _probe_once(self, target: Target, due: float) -> None:
-        with self._slots:
-            self._telemetry.probe_started(self._clock.monotonic() - due)
-            result: ProbeResult | None = None
-            try:
-                result = self._probe(target)
-            finally:
-                self._telemetry.probe_finished(
-                    result.error_kind or "success" if result else "crash"
-                )
+    @staticmethod
+    def _gone(entry: _Entry) -> bool:
+        return entry.removed
+
+    def _run(self, entry: _Entry, due: float) -> None:
+        """One probe of one target, in its own greenlet; then book the next one."""
+        try:
+            self._probe_now(entry.target, due)
+        except gevent.GreenletExit:
+            raise
+        except Exception:
+            log.exception(event("probe_crashed", target=entry.target.display_url))
+        finally:
+            self._slots.release()
+            entry.probing = None
+        if entry.removed:
+            return
+        now = self._clock.monotonic()
+        interval = entry.interval
+        due += interval
+        if due <= now:  # a whole slot was missed: skip it, keep the phase
+            due += interval * ((now - due) // interval + 1)
+        entry.due = due
+        heapq.heappush(self._timetable, (due, next(self._order), entry))
+        if due < self._wake_at:
+            self._wake.set()
+
+    def _probe_now(self, target: Target, due: float) -> None:
+        """Probe ``target`` (its slot is already held) and record the result."""
+        telemetry = self._telemetry
+        telemetry.probe_started(self._clock.monotonic() - due)
+        try:
+            result = self._probe(target)
+        except gevent.GreenletExit:
+            telemetry.in_flight.dec()  # stopped or removed, not a crash
+            raise
+        except BaseException:
+            telemetry.probe_finished("crash")
+            raise
+        telemetry.probe_finished(result.error_kind or "success")
         self._last_progress = self._clock.monotonic()
         previous = self._store.get(target.url)
         was_up = previous.last.up if previous is not None and previous.last is not None else None
@@ -185,25 +265,21 @@ class Scheduler:
     def health(self) -> tuple[bool, str]:
         """(healthy, reason). Unhealthy only when probing really stopped making progress.
 
-        Stuck means: the scheduler was stopped or its watchdog died, the hub has not let the
-        watchdog run for a long time, or targets exist but no probe has finished for longer
-        than the slowest target's interval plus its timeout plus a grace minute.
+        Stuck means: the scheduler was stopped or its watchdog or dispatcher died, the hub has
+        not let the watchdog run for a long time, or targets exist but no probe has finished
+        for longer than the slowest target's interval plus its timeout plus a grace minute.
         """
         now = self._clock.monotonic()
         if not self._running or self._watchdog is None or self._watchdog.dead:
             return False, "scheduler is not running"
+        if self._dispatcher is None or self._dispatcher.dead:
+            return False, "the dispatcher died"
         if now - self._last_tick > 30 * HEARTBEAT:
             return False, f"scheduler has not run for {now - self._last_tick:.0f}s"
-        if self._greenlets:
-            slowest = max(
-                self.interval_of(t) + self.timeout_of(t) for t, _ in self._greenlets.values()
-            )
+        if self._entries:
             idle = now - self._last_progress
-            if idle > slowest + 60:
+            if idle > self._slowest + 60:
                 return False, f"no probe finished for {idle:.0f}s"
-            dead = sum(1 for _, g in self._greenlets.values() if g.dead)
-            if dead:
-                return False, f"{dead} target greenlet(s) died"
         return True, "ok"
 
     def probe_all_once(self, targets: Sequence[Target]) -> None:
@@ -211,5 +287,21 @@ class Scheduler:
         now = self._clock.monotonic()
         for target in targets:
             self._store.add(target)
-        greenlets = [gevent.spawn(self._probe_once, t, now) for t in targets]
+
+        def once(target: Target) -> None:
+            with self._slots:
+                self._probe_now(target, now)
+
+        greenlets = [gevent.spawn(once, t) for t in targets]
         gevent.joinall(greenlets, raise_error=True)
+
+
+def _settle_heap() -> None:
+    """After a load: free the parse's garbage, then leave the survivors out of later GCs.
+
+    A list of 50k targets leaves a few hundred thousand long-lived objects; without
+    ``gc.freeze`` every full collection walks all of them again, a pause of tens of
+    milliseconds in the middle of probes being timed.
+    """
+    gc.collect()
+    gc.freeze()

@@ -30,6 +30,13 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self.now + max(seconds, 0.0), next(self._seq), wake))
         wake.wait()
 
+    def wait(self, event: Event, seconds: float | None) -> None:
+        """Until ``event`` is set or the fake time has moved ``seconds`` on."""
+        timer = Event()
+        if seconds is not None:
+            heapq.heappush(self._sleepers, (self.now + max(seconds, 0.0), next(self._seq), timer))
+        gevent.wait([event, timer], count=1)
+
     def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper due on the way, each at its own instant."""
         end = self.now + seconds

@@ -39,12 +39,16 @@ class TestServers:
         tls: bool = False,
         hostnames: tuple[str, ...] = ("localhost", "127.0.0.1"),
         ca: trustme.CA | None = None,
+        host: str = "127.0.0.1",
     ) -> int:
-        """Serve a WSGI app; returns the port. ``ca`` issues the certificate (default: trusted)."""
+        """Serve a WSGI app; returns the port. ``ca`` issues the certificate (default: trusted).
+
+        ``host`` is the loopback address to listen on: ``127.0.0.1``, or ``::1`` for IPv6.
+        """
         kwargs: dict[str, Any] = {"log": None, "error_log": None}
         if tls:
             kwargs["ssl_context"] = self._tls(hostnames, ca)
-        server = WSGIServer(("127.0.0.1", 0), app, **kwargs)
+        server = WSGIServer((host, 0), app, **kwargs)
         server.start()
         self._servers.append(server)
         return int(server.server_port)
@@ -65,6 +69,16 @@ class TestServers:
         for server in self._servers:
             server.stop(timeout=0.5)
         self._servers.clear()
+
+
+def ipv6_loopback_available() -> bool:
+    """True when this machine can listen on ::1 (some containers have no IPv6 at all)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 def text_app(status: str = "200 OK", body: bytes = b"hello", headers=()) -> Wsgi:

@@ -300,3 +300,80 @@ def test_a_failing_probe_never_raises_and_records_when_it_started(prober):
     result = probe(prober, "http://no-such-host.test/")
     assert before <= result.started_at <= time.time()
     assert isinstance(result, ProbeResult)
+
+
+# -- addresses written as IP literals --------------------------------------------------------
+
+
+def recording_resolver(asked: list[str]):
+    def resolve(host: str, port: int):
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "https://[fd00:ec2::254]/",
+        "http://169.254.169.254/",
+    ],
+)
+def test_a_metadata_ip_literal_without_port_is_refused_without_asking_the_resolver(
+    client_ssl_context, url
+):
+    asked: list[str] = []
+    prober = Prober(client_ssl_context, resolver=recording_resolver(asked))
+    result = prober.probe(Target(url=url, name="m"))
+    assert_failed(result, "blocked", "link-local or cloud metadata")
+    assert asked == []  # an IP literal is never handed to the resolver
+    assert result.phases[1] == 0.0  # and no connect was attempted
+
+
+def test_an_ipv4_literal_is_probed_without_asking_the_resolver(servers, client_ssl_context):
+    asked: list[str] = []
+    prober = Prober(client_ssl_context, resolver=recording_resolver(asked), default_timeout=5)
+    port = servers.wsgi(srv.text_app())
+    result = prober.probe(Target(url=f"http://127.0.0.1:{port}/", name="v4"))
+    assert result.up, result.error
+    assert asked == []
+
+
+@pytest.mark.skipif(not srv.ipv6_loopback_available(), reason="no IPv6 loopback here")
+def test_an_ipv6_literal_with_a_port_reaches_a_server_on_ipv6_loopback(servers, client_ssl_context):
+    asked: list[str] = []
+    prober = Prober(client_ssl_context, resolver=recording_resolver(asked), default_timeout=5)
+    port = servers.wsgi(srv.text_app(body=b"over v6"), host="::1")
+    result = prober.probe(Target(url=f"http://[::1]:{port}/", name="v6"))
+    assert result.up, result.error
+    assert result.content_length == len(b"over v6")
+    assert asked == []
+
+
+# -- what an error message may contain -------------------------------------------------------
+
+
+def test_a_secret_in_a_broken_redirect_location_never_reaches_the_error(servers, prober):
+    location = "http://127.0.0.1:99999/x?token=SECRET"
+
+    def app(environ, start_response):
+        start_response("302 Found", [("Location", location)])
+        return [b""]
+
+    port = servers.wsgi(app)
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert not result.up and result.error_kind == "protocol", result
+    assert "SECRET" not in (result.error or "")
+    assert "token=xxxxx" in (result.error or "")
+
+
+def test_an_error_message_is_one_line(client_ssl_context):
+    def resolver(host: str, port: int):
+        raise OSError(1, "first line\nsecond line token=SECRET\n")
+
+    prober = Prober(client_ssl_context, resolver=resolver)
+    result = prober.probe(Target(url="http://multi.test/", name="m"))
+    assert result.error_kind == "dns"
+    assert result.error == "cannot resolve multi.test: first line"

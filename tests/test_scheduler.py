@@ -214,3 +214,59 @@ def test_a_crashing_probe_is_logged_and_the_target_keeps_its_schedule(clock, tel
     assert "probe_crashed" in caplog.text
     assert scheduler.health()[0]
     scheduler.stop()
+
+
+def test_idle_targets_hold_no_greenlet(clock, telemetry):
+    import gc
+
+    import gevent
+
+    def greenlets() -> int:
+        return sum(isinstance(o, gevent.Greenlet) for o in gc.get_objects())
+
+    scheduler = make(clock, telemetry, Recorder(clock), interval=3600.0)
+    before = greenlets()
+    scheduler.apply(targets(500))
+    clock.advance(1)  # one target is due at once; the other 499 wait in the timetable
+    assert greenlets() - before <= 2
+    scheduler.stop()
+
+
+def test_a_target_added_later_is_probed_at_once_not_after_the_longest_wait(clock, telemetry):
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=3600.0)
+    (first,) = targets(1)
+    scheduler.apply([first])
+    clock.advance(10)  # the dispatcher now waits for first's next probe, an hour away
+    added = Target(url="http://127.0.0.1/added", name="added")
+    scheduler.apply([first, added])
+    clock.advance(1)
+    assert probe.times(added.url) == [pytest.approx(clock.now - 1)]
+    scheduler.stop()
+
+
+def test_a_target_removed_while_waiting_for_a_slot_is_never_probed(clock, telemetry):
+    probe = Recorder(clock, takes=50.0)
+    scheduler = make(clock, telemetry, probe, interval=60.0, concurrency=1)
+    busy, waiting = targets(2)  # due at 0 and 30; the first holds the only slot until 50
+    scheduler.apply([busy, waiting])
+    clock.advance(40)  # waiting is due, and waits for the slot
+    scheduler.apply([busy])
+    clock.advance(15)
+    assert probe.times(waiting.url) == []
+    assert sample(telemetry, "upcheck_probes_in_flight") == 0
+    scheduler.stop()
+
+
+def test_probes_stopped_or_removed_midway_are_not_counted_as_crashes(clock, telemetry):
+    probe = Recorder(clock, takes=50.0)
+    scheduler = make(clock, telemetry, probe, interval=60.0)
+    removed, stopped = targets(2)  # both start within the first 30 s and run for 50 s
+    scheduler.apply([removed, stopped])
+    clock.advance(31)
+    assert sample(telemetry, "upcheck_probes_in_flight") == 2
+    scheduler.apply([stopped])
+    clock.advance(1)
+    scheduler.stop()
+    assert sample(telemetry, "upcheck_probes_total", result="crash") == 0
+    assert sample(telemetry, "upcheck_probes_in_flight") == 0

@@ -1,0 +1,268 @@
+"""``python -m bench [--quick] [--only NAME,...] [--baseline GITREF]``.
+
+Starts nginx (the targets), the blackbox exporter (the peer) and upcheck on 127.0.0.1 only,
+runs the scenarios, prints a table, writes ``bench/last-results.json`` and, after a full run,
+the results block of ``docs/PERFORMANCE.md``. With ``--baseline``, the same upcheck scenarios
+also run against an older checkout (a temporary git worktree) for before/after ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.procs import ROOT, Processes, cpus, worktree
+
+NAMES = ("compare", "scale-1k", "scale-10k", "scale-50k", "fidelity")
+RESULTS = ROOT / "bench" / "last-results.json"
+DOC = ROOT / "docs" / "PERFORMANCE.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def check_tools() -> None:
+    missing = [t for t in ("nginx", "prometheus-blackbox-exporter") if shutil.which(t) is None]
+    if missing:
+        sys.exit(
+            "bench: missing " + ", ".join(missing) + "; install with: apt-get install -y "
+            "--no-install-recommends nginx prometheus-blackbox-exporter"
+        )
+
+
+def run_upcheck(env: scenarios.Env, checkout: Path, only: set[str], label: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    plan = [
+        ("compare", lambda: scenarios.upcheck_saturated(env, checkout)),
+        ("scale-1k", lambda: scenarios.scale(env, checkout, 1_000, 30.0)),
+        ("scale-10k", lambda: scenarios.scale(env, checkout, 10_000, 30.0)),
+        ("scale-50k", lambda: scenarios.scale(env, checkout, 50_000, 60.0)),
+        ("fidelity", lambda: scenarios.fidelity(env, checkout)),
+    ]
+    for name, run in plan:
+        if name in only:
+            started = time.monotonic()
+            print(f"bench: {label}: {name} ...", file=sys.stderr, flush=True)
+            out[name] = run()
+            print(
+                f"bench: {label}: {name} done in {time.monotonic() - started:.0f}s: "
+                f"{json.dumps(out[name])}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return out
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as Markdown: the bars, then every figure, then before/after ratios."""
+    now = results["runs"].get("current", {})
+    base = results["runs"].get("baseline", {})
+    peer = results.get("blackbox", {})
+    lines = [
+        f"Run {results['when']} on {results['machine']['cores']} cores "
+        f"({results['machine']['cpu']}), Python {results['machine']['python']}, "
+        f"mode {results['mode']}, commit {results['commit']}"
+        + (f", baseline {results['baseline']}" if results.get("baseline") else "")
+        + ".",
+        "",
+    ]
+
+    def get(run: dict[str, Any], scenario: str, key: str) -> float | None:
+        value = run.get(scenario, {}).get(key)
+        return None if value is None else float(value)
+
+    ratio = None
+    if get(now, "compare", "cpu_ms_per_probe") and peer.get("cpu_ms_per_probe"):
+        ratio = get(now, "compare", "cpu_ms_per_probe") / peer["cpu_ms_per_probe"]  # type: ignore[operator]
+    rss = get(now, "scale-50k", "peak_rss_mib")
+    bars = [
+        (
+            "CPU per probe, upcheck / blackbox exporter",
+            ratio,
+            "<= 1.0",
+            2,
+            ratio is not None and ratio <= 1.0,
+        ),
+        (
+            "peak RSS at 50k targets (MiB)",
+            rss,
+            "< 400 MB (381 MiB)",
+            0,
+            rss is not None and rss * 1.048576 < 400,
+        ),
+        (
+            "lateness p99 at 10k targets / 30 s (s)",
+            get(now, "scale-10k", "lateness_p99_s"),
+            "< 1 s",
+            3,
+            (get(now, "scale-10k", "lateness_p99_s") or 99) < 1,
+        ),
+        (
+            "/metrics at 50k targets, slowest of 5 (s)",
+            get(now, "scale-50k", "metrics_s_max"),
+            "< 1 s",
+            2,
+            (get(now, "scale-50k", "metrics_s_max") or 99) < 1,
+        ),
+        (
+            "timing fidelity p99 error at ~70% of a core (ms)",
+            get(now, "fidelity", "error_p99_ms"),
+            "< 10 ms",
+            1,
+            (get(now, "fidelity", "error_p99_ms") or 999) < 10,
+        ),
+    ]
+    lines += ["| bar | value | target | met? |", "|---|---|---|---|"]
+    for name, value, target, digits, met in bars:
+        shown = fmt(value, digits)
+        lines.append(
+            f"| {name} | {shown} | {target} | {'yes' if met else 'no'} |"
+            if value is not None
+            else f"| {name} | — | {target} | not run |"
+        )
+    lines += [
+        "",
+        "| figure | blackbox exporter | upcheck"
+        + (" before | upcheck after | after/before |" if base else " |"),
+        "|---|---|---" + ("|---|---|" if base else "|"),
+    ]
+    rows = [
+        ("saturated: probes/s", "compare", "probes_per_s", 0),
+        ("saturated: CPU ms per probe", "compare", "cpu_ms_per_probe", 3),
+        ("saturated: CPU share of one core", "compare", "cpu_share", 2),
+        ("saturated: probes measured", "compare", "probes", 0),
+        ("saturated: success ratio", "compare", "success_ratio", 3),
+        ("1k targets: peak RSS MiB", "scale-1k", "peak_rss_mib", 0),
+        ("10k targets: peak RSS MiB", "scale-10k", "peak_rss_mib", 0),
+        ("50k targets: peak RSS MiB", "scale-50k", "peak_rss_mib", 0),
+        ("50k targets: load until /ready s", "scale-50k", "load_s", 1),
+        ("10k / 30 s: lateness p50 s", "scale-10k", "lateness_p50_s", 4),
+        ("10k / 30 s: lateness p99 s", "scale-10k", "lateness_p99_s", 4),
+        ("10k / 30 s: CPU share of one core", "scale-10k", "cpu_share", 2),
+        ("50k / 60 s: lateness p99 s", "scale-50k", "lateness_p99_s", 4),
+        ("50k / 60 s: CPU share of one core", "scale-50k", "cpu_share", 2),
+        ("50k: /metrics slowest s", "scale-50k", "metrics_s_max", 3),
+        ("50k: /metrics median s", "scale-50k", "metrics_s_median", 3),
+        ("50k: /metrics gzip slowest s", "scale-50k", "metrics_gzip_s_max", 3),
+        ("50k: /metrics MiB (gzip MiB)", "scale-50k", "metrics_mib", 1),
+        ("fidelity: load, CPU share of one core", "fidelity", "cpu_share", 2),
+        ("fidelity: load targets (10 s interval)", "fidelity", "load_targets", 0),
+        ("fidelity: samples", "fidelity", "samples", 0),
+        ("fidelity: error p50 ms", "fidelity", "error_p50_ms", 2),
+        ("fidelity: error p99 ms", "fidelity", "error_p99_ms", 2),
+        ("fidelity: error max ms", "fidelity", "error_max_ms", 2),
+        ("fidelity: reference server's own p99 ms", "fidelity", "reference_p99_ms", 2),
+    ]
+    for label, scenario, key, digits in rows:
+        peer_value = peer.get(key) if scenario == "compare" else None
+        after = get(now, scenario, key)
+        if key == "metrics_mib" and after is not None:
+            shown_after = f"{after:.1f} ({get(now, scenario, 'metrics_gzip_mib') or 0:.1f})"
+        else:
+            shown_after = fmt(after, digits)
+        row = f"| {label} | {fmt(peer_value, digits) if peer_value is not None else ''} |"
+        if base:
+            before = get(base, scenario, key)
+            change = (after / before) if after is not None and before else None
+            row += f" {fmt(before, digits)} | {shown_after} | {fmt(change, 2)} |"
+        else:
+            row += f" {shown_after} |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(text: str) -> None:
+    block = f"{BEGIN}\n{text}{END}"
+    if DOC.exists() and BEGIN in DOC.read_text():
+        head, rest = DOC.read_text().split(BEGIN, 1)
+        DOC.write_text(head + block + rest.split(END, 1)[1])
+    else:
+        DOC.parent.mkdir(exist_ok=True)
+        existing = DOC.read_text() if DOC.exists() else "# Performance\n"
+        DOC.write_text(existing.rstrip() + "\n\n## Results of the last full run\n\n" + block + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter windows (about 3 minutes)")
+    parser.add_argument(
+        "--only", default=",".join(NAMES), help=f"comma list of scenarios: {', '.join(NAMES)}"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="GITREF",
+        help="also run the upcheck scenarios against this older commit",
+    )
+    args = parser.parse_args()
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
+    unknown = only - set(NAMES)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    check_tools()
+    cores = cpus()
+    prober_cpu, other_cpu = (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    cpu_name = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    results: dict[str, Any] = {
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_name, "python": platform.python_version()},
+        "mode": "quick" if args.quick else "full",
+        "commit": commit,
+        "baseline": args.baseline,
+        "only": sorted(only),
+        "runs": {},
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="upcheck-bench-") as scratch,
+        Processes(Path(scratch)) as procs,
+    ):
+        nginx_port = procs.nginx(other_cpu)
+        env = scenarios.Env(procs, Path(scratch), nginx_port, prober_cpu, other_cpu, args.quick)
+        if args.baseline:
+            with worktree(args.baseline, Path(scratch)) as old:
+                results["runs"]["baseline"] = run_upcheck(env, old, only, "baseline")
+        results["runs"]["current"] = run_upcheck(env, ROOT, only, "current")
+        if "compare" in only:
+            probes = results["runs"]["current"]["compare"]["probes"]
+            print("bench: blackbox exporter ...", file=sys.stderr, flush=True)
+            results["blackbox"] = scenarios.blackbox_saturated(env, probes)
+            print(f"bench: blackbox: {json.dumps(results['blackbox'])}", file=sys.stderr)
+    text = table(results)
+    print(text)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.quick and only == set(NAMES):
+        update_doc(text)
+        print(f"bench: wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The scenarios of one benchmark run. Each returns a flat dict of figures for the report."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import metrics
+from bench.procs import HERE, Processes, cpu_seconds, http_get, peak_rss_mib, pin, wait_until
+
+CONCURRENCY = 100  # probes in flight, the same for upcheck and the exporter
+
+
+@dataclass
+class Env:
+    """What every scenario shares: the processes, nginx, the CPUs, the mode."""
+
+    procs: Processes
+    workdir: Path
+    nginx_port: int
+    prober_cpu: int | None  # the CPU the prober under test is pinned to
+    other_cpu: int | None  # nginx, the load generator, the delay server
+    quick: bool
+
+    def nginx_requests(self) -> int:
+        status, body, _ = http_get(self.nginx_port, "/nginx_status")
+        assert status == 200, status
+        # "Active connections: N\nserver accepts handled requests\n A H R\n..."
+        return int(body.split(b"\n")[2].split()[2])
+
+
+def write_csv(path: Path, rows: list[str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("url,name,interval\n" + "\n".join(rows) + "\n")
+    tmp.replace(path)
+
+
+def scrape(port: int, prefixes: tuple[str, ...] = ("upcheck_",)) -> list:
+    status, body, _ = http_get(port, "/metrics", timeout=60)
+    assert status == 200, status
+    return metrics.parse(body.decode(), prefixes)
+
+
+def probes_done(port: int) -> float:
+    return metrics.total(scrape(port), "upcheck_probes_total")
+
+
+# -- CPU per probe, side by side with the blackbox exporter ----------------------------------
+
+
+def _window(env: Env) -> tuple[float, float]:
+    return (5.0, 2.0) if env.quick else (12.0, 3.0)  # (measure, warm-up) seconds
+
+
+def upcheck_saturated(env: Env, checkout: Path) -> dict[str, float]:
+    """The daemon with more work due than it can do: probes/s and CPU ms per probe.
+
+    Every target is due once in the first interval (the daemon spreads a new list over it) and
+    the interval outlasts the run, so each probe in the window goes to a distinct URL. Probes
+    are counted by nginx (requests served), not by scraping the daemon, so the window holds
+    nothing but probing.
+    """
+    window, warm = _window(env)
+    interval = window + warm + 8
+    demand = 4000  # probes/s due: far beyond what one core can do
+    count = int(demand * interval)
+    csv = env.workdir / "saturate.csv"
+    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/u/{i},u{i}," for i in range(count)])
+    proc, port = env.procs.upcheck(checkout, csv, env.prober_cpu, interval, CONCURRENCY)
+    try:
+        time.sleep(warm)
+        cpu0, req0, t0 = cpu_seconds(proc.pid), env.nginx_requests(), time.monotonic()
+        time.sleep(window)
+        cpu1, req1, t1 = cpu_seconds(proc.pid), env.nginx_requests(), time.monotonic()
+        samples = scrape(port)
+        done = metrics.total(samples, "upcheck_probes_total")
+        ok = metrics.total(samples, "upcheck_probes_total", result="success")
+    finally:
+        env.procs.stop(proc)
+    probes = req1 - req0
+    return {
+        "probes": probes,
+        "probes_per_s": probes / (t1 - t0),
+        "cpu_ms_per_probe": 1000 * (cpu1 - cpu0) / max(probes, 1),
+        "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "success_ratio": ok / max(done, 1),
+        "targets": count,
+    }
+
+
+def blackbox_saturated(env: Env, probes: int) -> dict[str, float]:
+    """The exporter driven through /probe at the same concurrency for ``probes`` distinct URLs."""
+    proc, port = env.procs.blackbox(env.prober_cpu)
+    try:
+        limit = 120
+        argv = [
+            sys.executable,
+            str(HERE / "loadgen.py"),
+            str(port),
+            str(env.nginx_port),
+            str(int(probes)),
+            str(CONCURRENCY),
+            str(limit),
+        ]
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        run = subprocess.run(
+            [*pin(env.other_cpu), *argv], check=False, capture_output=True, timeout=limit + 30
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"loadgen failed: {run.stderr.decode()[-2000:]}")
+        out = run.stdout
+        cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+    finally:
+        env.procs.stop(proc)
+    report = json.loads(out)
+    return {
+        "probes": report["done"],
+        "probes_per_s": report["done"] / (t1 - t0),
+        "cpu_ms_per_probe": 1000 * (cpu1 - cpu0) / max(report["done"], 1),
+        "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "success_ratio": report["ok"] / max(report["done"], 1),
+    }
+
+
+# -- scale: memory, lateness, /metrics -------------------------------------------------------
+
+
+def scale(env: Env, checkout: Path, targets: int, interval: float) -> dict[str, float]:
+    """``targets`` URLs at ``interval``: peak RSS, lateness after the first pass, /metrics."""
+    csv = env.workdir / f"scale-{targets}.csv"
+    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/s/{i},s{i}," for i in range(targets)])
+    started = time.monotonic()
+    proc, port = env.procs.upcheck(checkout, csv, env.prober_cpu, interval, 500)
+    figures: dict[str, float] = {"targets": targets, "interval_s": interval}
+    try:
+        figures["load_s"] = time.monotonic() - started
+        # The first pass: every target gets its first result (bounded).
+        first_pass = interval * (0.7 if env.quick and targets >= 50_000 else 1.0)
+        wanted = targets * (0.65 if env.quick and targets >= 50_000 else 0.98)
+        wait_until(lambda: probes_done(port) >= wanted, first_pass + 120, "first pass", every=2)
+        before = scrape(port)
+        measure = interval / 2 if env.quick else interval
+        cpu0 = cpu_seconds(proc.pid)
+        time.sleep(measure)
+        cpu1 = cpu_seconds(proc.pid)
+        after = scrape(port)
+        late = metrics.delta(
+            metrics.buckets(after, "upcheck_probe_lateness_seconds"),
+            metrics.buckets(before, "upcheck_probe_lateness_seconds"),
+        )
+        figures["cpu_share"] = (cpu1 - cpu0) / measure
+        figures["lateness_p50_s"] = metrics.quantile(0.5, late)
+        figures["lateness_p99_s"] = metrics.quantile(0.99, late)
+        figures["lateness_samples"] = late[-1][1] if late else 0
+        ok = metrics.total(after, "upcheck_probes_total", result="success")
+        figures["success_ratio"] = ok / max(metrics.total(after, "upcheck_probes_total"), 1)
+        figures["results"] = {  # type: ignore[assignment]
+            lab["result"]: v for n, lab, v in after if n == "upcheck_probes_total"
+        }
+        if targets >= 50_000:
+            figures.update(_metrics_endpoint(port))
+        figures["peak_rss_mib"] = peak_rss_mib(proc.pid)
+    finally:
+        env.procs.stop(proc)
+    return figures
+
+
+def _metrics_endpoint(port: int) -> dict[str, float]:
+    """Five scrapes while probing goes on: the slowest response time, and the size."""
+    plain, zipped = [], []
+    size = size_gz = 0
+    for _ in range(5):
+        _, body, seconds = http_get(port, "/metrics", timeout=60)
+        plain.append(seconds)
+        size = len(body)
+        _, body_gz, seconds = http_get(
+            port, "/metrics", timeout=60, headers={"Accept-Encoding": "gzip"}
+        )
+        zipped.append(seconds)
+        size_gz = len(body_gz)
+        assert gzip.decompress(body_gz).startswith(b"# HELP")
+        time.sleep(1)
+    return {
+        "metrics_s_max": max(plain),
+        "metrics_s_median": sorted(plain)[2],
+        "metrics_gzip_s_max": max(zipped),
+        "metrics_mib": size / 2**20,
+        "metrics_gzip_mib": size_gz / 2**20,
+    }
+
+
+# -- timing fidelity under load --------------------------------------------------------------
+
+
+def fidelity(env: Env, checkout: Path, delay: float = 0.2) -> dict[str, float]:
+    """Error of probe_duration_seconds against a target that delays exactly ``delay`` seconds,
+    with the daemon loaded to about 70% of one core by probes of nginx."""
+    delay_proc, delay_port, stats = env.procs.delay_server(env.other_cpu, delay)
+    csv = env.workdir / "fidelity.csv"
+    slow = [f"http://127.0.0.1:{delay_port}/d/{i},d{i},1" for i in range(10)]
+    load_interval = 10.0
+
+    def load(n: int) -> list[str]:
+        return [f"http://127.0.0.1:{env.nginx_port}/f/{i},f{i},{load_interval:g}" for i in range(n)]
+
+    n1 = 3000
+    write_csv(csv, slow + load(n1))
+    proc, port = env.procs.upcheck(
+        checkout, csv, env.prober_cpu, load_interval, 500, reload_interval=1
+    )
+    figures: dict[str, float] = {}
+    try:
+        time.sleep(load_interval + 1)
+        for _ in range(2):  # calibrate: CPU grows about linearly with the probe rate
+            cpu0 = cpu_seconds(proc.pid)
+            time.sleep(5)
+            share = (cpu_seconds(proc.pid) - cpu0) / 5
+            n1 = max(100, min(60_000, int(n1 * 0.7 / max(share, 0.01))))
+            write_csv(csv, slow + load(n1))
+            time.sleep(load_interval + 3)  # the reload, then one spread pass of the new list
+        seen: dict[str, float] = {}
+        errors: list[float] = []
+        window = 15.0 if env.quick else 40.0
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        while time.monotonic() - t0 < window:
+            samples = scrape(port, ("probe_duration_seconds",))
+            for _, labels, value in samples:
+                name = labels.get("name", "")
+                if name.startswith("d") and seen.get(name) != value:
+                    if name in seen:
+                        errors.append(value - delay)
+                    seen[name] = value
+            time.sleep(0.4)
+        share = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+    finally:
+        env.procs.stop(proc)
+        env.procs.stop(delay_proc)  # it writes what it served on the way out
+    served = [float(x) - delay for x in stats.read_text().split()] if stats.exists() else []
+    absolute = [abs(e) for e in errors]
+    figures.update(
+        {
+            "load_targets": n1,
+            "cpu_share": share,
+            "samples": len(errors),
+            "error_p50_ms": 1000 * metrics.percentile(absolute, 0.5),
+            "error_p99_ms": 1000 * metrics.percentile(absolute, 0.99),
+            "error_max_ms": 1000 * max(absolute, default=math.nan),
+            "signed_mean_ms": 1000 * (sum(errors) / len(errors)) if errors else math.nan,
+            "reference_p99_ms": 1000 * metrics.percentile(served, 0.99),
+        }
+    )
+    return figures
