@@ -174,11 +174,17 @@ class Scheduler:
                     self._slots.release()
                     continue
                 entry.probing = gevent.spawn(self._run, entry, due)
+                # Released when the greenlet ends in any way, including a kill before it
+                # ever ran (a reload in the same loop pass), when no `finally` of ours runs.
+                entry.probing.rawlink(self._release_slot)
                 now = clock.monotonic()
             self._wake.clear()
             delay = timetable[0][0] - now if timetable else None
             self._wake_at = math.inf if delay is None else now + delay
             clock.wait(self._wake, delay)
+
+    def _release_slot(self, _greenlet: gevent.Greenlet) -> None:
+        self._slots.release()
 
     @staticmethod
     def _gone(entry: _Entry) -> bool:
@@ -193,7 +199,6 @@ class Scheduler:
         except Exception:
             log.exception(event("probe_crashed", target=entry.target.display_url))
         finally:
-            self._slots.release()
             entry.probing = None
         if entry.removed:
             return

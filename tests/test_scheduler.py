@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gevent
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -270,3 +271,16 @@ def test_probes_stopped_or_removed_midway_are_not_counted_as_crashes(clock, tele
     scheduler.stop()
     assert sample(telemetry, "upcheck_probes_total", result="crash") == 0
     assert sample(telemetry, "upcheck_probes_in_flight") == 0
+
+
+def test_a_probe_removed_before_it_ran_gives_its_slot_back(clock, telemetry):
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0, concurrency=2)
+    for round_ in range(3):
+        scheduler.apply([Target(url=f"http://127.0.0.1/gone{round_}", name="gone")])
+        gevent.sleep(0)  # the dispatcher takes a slot and spawns the probe, not yet started
+        scheduler.apply([])  # ... which a reload removes before it ever ran
+    kept = targets(2)
+    scheduler.apply(kept)
+    clock.advance(9.99)
+    assert sorted(url for url, _ in probe.calls) == sorted(t.url for t in kept)
