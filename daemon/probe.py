@@ -25,6 +25,7 @@ import ipaddress
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,6 @@ _HEADERS = {
     "Accept-Encoding": "gzip, deflate",
     "Connection": "close",
 }
-_FIRST_HOP_CACHE = 200_000  # prepared first hops kept; the whole cache is dropped beyond
 
 # (family, sockaddr) pairs, as socket.getaddrinfo gives them.
 Address = tuple[int, tuple[Any, ...]]
@@ -200,6 +200,8 @@ class _TracedConnection(HTTPConnection):
         self, hop: _Hop, timeout: float, trace: _Trace, ssl_context: ssl.SSLContext | None
     ) -> None:
         super().__init__(hop.host, hop.port, timeout=timeout)
+        # urllib3 leaves the port out of the Host header when it is this one.
+        self.default_port = 443 if hop.https else 80  # type: ignore[misc]
         self._hop = hop
         self._trace = trace
         self._ssl_context = ssl_context
@@ -259,7 +261,7 @@ class _TracedConnection(HTTPConnection):
             trace.connected_at = time.perf_counter()
             trace.connect += trace.connected_at - started
         assert error is not None
-        where = f"{hop.host}:{hop.port}"
+        where = f"[{hop.host}]:{hop.port}" if ":" in hop.host else f"{hop.host}:{hop.port}"
         if isinstance(error, TimeoutError):
             raise _Failure("timeout", f"connect to {where} timed out") from None
         raise _Failure("connect", f"cannot connect to {where}: {_os_reason(error)}") from None
@@ -271,7 +273,10 @@ class _TracedConnection(HTTPConnection):
         try:
             # For an IP literal, ssl sends no SNI but still checks the address against the
             # certificate's IP SANs.
-            tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            # A fully qualified name's trailing dot is not part of the certificate's names.
+            tls = context.wrap_socket(
+                sock, server_hostname=host.rstrip("."), do_handshake_on_connect=False
+            )
             tls.do_handshake()
         except BaseException as exc:
             (tls or sock).close()
@@ -342,7 +347,11 @@ class Prober:
         self._resolver = resolver
         self._allow_link_local = allow_link_local
         self._default_timeout = default_timeout
-        self._first_hops: dict[Target, _Hop] = {}
+        # Keyed weakly: a target that left the list (and every greenlet) leaves the cache too.
+        self._first_hops: weakref.WeakKeyDictionary[Target, _Hop] = weakref.WeakKeyDictionary()
+
+    def cached_first_hops(self) -> int:
+        return len(self._first_hops)
 
     def probe(self, target: Target) -> ProbeResult:
         """Probe ``target`` once within its deadline. Never raises (but for GreenletExit)."""
@@ -384,8 +393,6 @@ class Prober:
     def _first_hop(self, target: Target) -> _Hop:
         hop = self._first_hops.get(target)
         if hop is None:
-            if len(self._first_hops) >= _FIRST_HOP_CACHE:
-                self._first_hops.clear()  # targets come and go; start over rather than grow
             auth = requests.utils.get_auth_from_url(target.url)
             hop = _prepare(target.method, target.url, auth if any(auth) else None)
             self._first_hops[target] = hop

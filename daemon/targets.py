@@ -23,7 +23,7 @@ class TargetsError(ValueError):
     """The whole targets file is unusable; the last good list stays in force."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Target:
     """One URL to watch, with its own settings (``None`` means: use the daemon's default)."""
 

@@ -7,6 +7,7 @@ or a packet beyond loopback.
 from __future__ import annotations
 
 import base64
+import gc
 import socket
 import ssl
 import time
@@ -350,6 +351,8 @@ def test_an_ipv6_literal_with_a_port_reaches_a_server_on_ipv6_loopback(servers, 
     assert result.up, result.error
     assert result.content_length == len(b"over v6")
     assert asked == []
+    refused = prober.probe(Target(url="http://[::1]:1/", name="v6 closed"))
+    assert_failed(refused, "connect", "cannot connect to [::1]:1: ")
 
 
 # -- what an error message may contain -------------------------------------------------------
@@ -377,3 +380,40 @@ def test_an_error_message_is_one_line(client_ssl_context):
     result = prober.probe(Target(url="http://multi.test/", name="m"))
     assert result.error_kind == "dns"
     assert result.error == "cannot resolve multi.test: first line"
+
+
+def test_the_host_header_names_the_port_only_when_it_is_not_the_default(
+    servers, client_ssl_context
+):
+    hosts: list[str] = []
+
+    def app(environ, start_response):
+        hosts.append(environ.get("HTTP_HOST", ""))
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    http_port = servers.wsgi(app)
+    https_port = servers.wsgi(app, tls=True, hostnames=("shop.test",))
+    ports = {80: http_port, 443: https_port, 8443: https_port}
+
+    def resolve(host: str, port: int):  # every name lands on the test servers, by port
+        return [(socket.AF_INET, ("127.0.0.1", ports[port]))]
+
+    prober = Prober(client_ssl_context, resolver=resolve, default_timeout=5)
+    for url in ("http://shop.test/", "https://shop.test/", "https://shop.test:8443/"):
+        result = probe(prober, url)
+        assert result.up, result.error
+    assert hosts == ["shop.test", "shop.test", "shop.test:8443"]
+    # A fully qualified name (trailing dot) is still checked against the certificate's name.
+    result = probe(prober, "https://shop.test./")
+    assert result.up, result.error
+
+
+def test_prepared_first_hops_are_not_kept_for_targets_that_are_gone(client_ssl_context):
+    prober = Prober(client_ssl_context, resolver=recording_resolver([]), default_timeout=5)
+    kept = Target(url="http://kept.test/", name="kept")
+    prober.probe(kept)
+    for i in range(50):  # reloads that replace targets: the old ones die with their lists
+        prober.probe(Target(url=f"http://gone.test/{i}", name="gone"))
+    gc.collect()
+    assert prober.cached_first_hops() == 1
