@@ -21,9 +21,12 @@ socket when the deadline strikes in the middle of connect or handshake.
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
+import struct
+import sys
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -69,6 +72,15 @@ _HEADERS = {
     "Accept-Encoding": "gzip, deflate",
     "Connection": "close",
 }
+
+# Kernel timestamps (Linux): SO_TIMESTAMPNS stamps received data with the time it arrived
+# (CLOCK_REALTIME, as an SCM_TIMESTAMPNS message), and TCP_INFO's tcpi_rtt (microseconds, at
+# byte 68) holds the handshake's round trip right after connect.
+_KERNEL_TIMES = sys.platform == "linux"
+_SO_TIMESTAMPNS = 35
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if _KERNEL_TIMES else 0
 
 # (family, sockaddr) pairs, as socket.getaddrinfo gives them.
 Address = tuple[int, tuple[Any, ...]]
@@ -120,6 +132,96 @@ class _Trace:
     connected_at: float = 0.0  # perf_counter when the connection became ready for the request
     cert_expiries: list[float] = field(default_factory=list)
     conn: HTTPConnection | None = None  # the hop's connection, closed when the probe ends
+    stamps: _Stamps | None = None  # the hop's kernel times (plain http only)
+    sock: socket.socket | None = None  # the hop's socket itself, closed when the probe ends
+
+
+@dataclass(slots=True)
+class _Stamps:
+    """When one plain-http hop's request left and its response's bytes arrived.
+
+    Unix times: ``sent`` when the request was handed to the kernel, ``first`` and ``last``
+    the kernel's receive times of the first and the last read. Taken this way, a probe whose
+    greenlet waits behind others on a busy event loop is not charged for the wait.
+    """
+
+    sent: float | None = None
+    first: float | None = None
+    last: float | None = None
+
+
+class _StampedReader(io.RawIOBase):
+    """The response side of :class:`_StampedSocket`: ``recvmsg_into`` with the timestamp."""
+
+    def __init__(self, owner: _StampedSocket, sock: socket.socket, stamps: _Stamps) -> None:
+        super().__init__()
+        self._owner = owner
+        self._sock = sock
+        self._stamps = stamps
+
+    def close(self) -> None:
+        if not self.closed:
+            self._owner.reader_closed()
+        super().close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size, ancillary, _flags, _address = self._sock.recvmsg_into([buffer], _ANCILLARY)
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                at = seconds + nanoseconds * 1e-9
+                if self._stamps.first is None:
+                    self._stamps.first = at
+                self._stamps.last = at
+        return int(size)
+
+
+class _StampedSocket:
+    """A plain TCP socket as http.client sees it, noting the kernel's times (see _Stamps).
+
+    Like ``socket.makefile``, closing it while a response is still being read defers the real
+    close until that reader is closed too (http.client closes a ``Connection: close``
+    connection as soon as the headers are in, and reads the body afterwards).
+    """
+
+    def __init__(self, sock: socket.socket, stamps: _Stamps) -> None:
+        self._sock = sock
+        self._stamps = stamps
+        self._readers = 0
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        if self._readers == 0:
+            self._sock.close()
+
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers == 0:
+            self._sock.close()
+
+    def sendall(self, data: Any, *args: Any) -> None:
+        self._sock.sendall(data, *args)
+        self._stamps.sent = time.time()
+
+    def makefile(self, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        self._readers += 1
+        return io.BufferedReader(_StampedReader(self, self._sock, self._stamps))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _handshake_rtt(sock: socket.socket) -> float | None:
+    """The TCP handshake's round trip in seconds, as the kernel measured it; None if unknown."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    except OSError:
+        return None
+    return struct.unpack_from("I", info, 68)[0] / 1e6 if len(info) >= 72 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +309,18 @@ class _TracedConnection(HTTPConnection):
         self._ssl_context = ssl_context
 
     def connect(self) -> None:
-        sock = self._new_conn()
+        sock = self._trace.sock = self._new_conn()
+        self._trace.stamps = None
         if self._ssl_context is not None:
-            sock = self._handshake(sock, self._ssl_context)
+            sock = self._trace.sock = self._handshake(sock, self._ssl_context)
+        elif _KERNEL_TIMES:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            except OSError:
+                pass  # no kernel times: the phases fall back to user-space clocks
+            else:
+                stamps = self._trace.stamps = _Stamps()
+                sock = _StampedSocket(sock, stamps)  # type: ignore[assignment]
         self.sock = sock
 
     def _addresses(self) -> list[Address]:
@@ -241,6 +352,7 @@ class _TracedConnection(HTTPConnection):
             )
         started = time.perf_counter()
         error: OSError | None = None
+        rtt: float | None = None
         try:
             for family, sockaddr in allowed:
                 sock = socket.socket(family, socket.SOCK_STREAM)
@@ -255,11 +367,13 @@ class _TracedConnection(HTTPConnection):
                 except BaseException:  # the deadline (gevent.Timeout) or a kill
                     sock.close()
                     raise
+                if _KERNEL_TIMES and self._ssl_context is None:
+                    rtt = _handshake_rtt(sock)
                 return sock
         finally:
             # Counted whether or not it worked: a slow refusal is still connect time.
             trace.connected_at = time.perf_counter()
-            trace.connect += trace.connected_at - started
+            trace.connect += trace.connected_at - started if rtt is None else rtt
         assert error is not None
         where = f"[{hop.host}]:{hop.port}" if ":" in hop.host else f"{hop.host}:{hop.port}"
         if isinstance(error, TimeoutError):
@@ -376,11 +490,16 @@ class Prober:
             deadline.close()
             if trace.conn is not None:
                 trace.conn.close()
+            if trace.sock is not None:
+                trace.sock.close()
+        phases = (trace.resolve, trace.connect, trace.tls, outcome.processing, outcome.transfer)
         return ProbeResult(
             up=outcome.error_kind is None,
             status_code=outcome.status_code,
-            duration=time.perf_counter() - started,
-            phases=(trace.resolve, trace.connect, trace.tls, outcome.processing, outcome.transfer),
+            # A complete exchange lasts as long as its phases (without the time this process
+            # took to get round to it); one cut short, until it was cut.
+            duration=sum(phases) if outcome.complete else time.perf_counter() - started,
+            phases=phases,
             content_length=outcome.content_length,
             redirects=outcome.redirects,
             ssl=outcome.ssl,
@@ -413,12 +532,18 @@ class Prober:
             conn.request(method, hop.path, headers=hop.headers, preload_content=False)
             response = conn.getresponse()
             headers_at = time.perf_counter()
-            outcome.processing += headers_at - trace.connected_at
+            stamps = trace.stamps
+            if stamps is not None and stamps.sent is not None and stamps.first is not None:
+                outcome.processing += max(stamps.first - stamps.sent, 0.0)
+            else:
+                outcome.processing += headers_at - trace.connected_at
             outcome.status_code = response.status
             location = response.headers.get("Location")
             if response.status in _REDIRECT_CODES and location:
                 response.close()
                 conn.close()
+                if trace.sock is not None:
+                    trace.sock.close()
                 if outcome.redirects >= MAX_REDIRECTS:
                     raise _Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
                 outcome.redirects += 1
@@ -435,8 +560,12 @@ class Prober:
                 hop = _prepare(method, next_url, auth if same and any(auth) else None)
                 continue
             self._read_body(target, method, response, outcome)
-            outcome.transfer = time.perf_counter() - headers_at
+            if stamps is not None and stamps.first is not None and stamps.last is not None:
+                outcome.transfer = max(stamps.last - stamps.first, 0.0)
+            else:
+                outcome.transfer = time.perf_counter() - headers_at
             self._evaluate(target, response.status, outcome)
+            outcome.complete = True
             return
 
     @staticmethod
@@ -490,6 +619,7 @@ class _Outcome:
     redirects: int = 0
     ssl: bool = False
     body_found: bool = True
+    complete: bool = False  # a response was read and evaluated
     error_kind: str | None = None
     error: str | None = None
 
