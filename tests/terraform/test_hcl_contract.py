@@ -58,9 +58,12 @@ def merged_locals(doc: dict) -> dict:
 def spec_text() -> str:
     if tf.SPEC.exists():
         return tf.SPEC.read_text()
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI") == "true" and not tf.SPEC_OPTIONAL:
         pytest.fail(f"{tf.SPEC} is missing; CI lays ../shared beside the clone")
-    pytest.skip("../shared/SPEC.md is not beside this checkout")
+    pytest.skip(
+        f"{tf.SPEC} is missing: SPEC.md lives outside this repository (set UPCHECK_SPEC to a "
+        "copy); .ci/run on this project's CI machines requires it"
+    )
 
 
 def spec_env_names() -> set[str]:
