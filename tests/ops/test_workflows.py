@@ -208,14 +208,35 @@ def test_infra_plans_pull_requests_and_applies_main_behind_a_protected_environme
     assert not assumes_role(jobs["check"]), "fmt and validate need no AWS access"
 
     plan = jobs["plan"]
-    assert plan["if"] == "github.event_name == 'pull_request'" and plan["needs"] == "check"
-    assert "terraform plan" in scripts(plan) and "terraform apply" not in scripts(plan)
-    assert "environment" not in plan
+    assert "if" not in plan, "pull requests and main are both planned"
+    assert plan["needs"] == "check" and "environment" not in plan
+    planning = scripts(plan)
+    assert "terraform plan" in planning and "terraform apply" not in planning
+    assert "-out=tfplan" in planning
+    # The deployment's committed variables, passed explicitly; the running image wins over them.
+    plan_step = next(s for s in steps(plan) if s.get("name") == "terraform plan")
+    assert plan_step["env"]["VAR_FILE"] == "${{ vars.TF_VARS_FILE }}"
+    assert '-var-file="${VAR_FILE}"' in plan_step["run"]
+    assert plan_step["run"].index("-var-file") < plan_step["run"].index("container_image=")
+    assert "describe-services" in planning and "describe-task-definition" in planning
+    upload = next(s for s in steps(plan) if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert "ops/terraform/tfplan" in upload["with"]["path"]
 
     apply = jobs["apply"]
     assert apply["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert apply["environment"] == "production"
-    assert "terraform apply" in scripts(apply) and apply["needs"] == "check"
+    assert apply["needs"] == "plan", "the apply runs the plan job's saved plan"
+    applying = scripts(apply)
+    assert "terraform plan" not in applying, "no second, unseen plan"
+    assert "terraform apply -no-color -input=false tfplan" in applying
+    download = next(
+        s for s in steps(apply) if s.get("uses", "").startswith("actions/download-artifact")
+    )
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert download["with"]["path"] == "ops/terraform"
+    names = [s.get("uses", s.get("name", "")) for s in steps(apply)]
+    assert names.index(download["uses"]) < names.index("terraform apply (the saved plan)")
 
     versions = {
         s["with"]["terraform_version"]

@@ -102,3 +102,21 @@ def test_every_checkov_skip_gives_its_reason():
     assert skips, "expected the documented skips (e.g. the plain-HTTP listener)"
     unexplained = [s for s in skips if not s[3] or len(s[3].split()) < 5]
     assert not unexplained, f"checkov skips without a reason: {unexplained}"
+
+
+def test_the_provider_lock_file_is_committed_and_pins_the_aws_provider():
+    """CI's plan and apply, and these tests (copy_module keeps the file), install the same
+    provider build: init fails if the mirror's provider does not match these checksums."""
+    lock = tf.MODULE / ".terraform.lock.hcl"
+    assert lock.exists(), "run terraform init in ops/terraform and commit .terraform.lock.hcl"
+    text = lock.read_text()
+    block = re.search(
+        r'provider "registry.terraform.io/hashicorp/aws" \{(.*?)\n\}', text, re.DOTALL
+    )
+    assert block, text
+    version = re.search(r'version\s*=\s*"(\d+)\.(\d+)\.(\d+)"', block.group(1))
+    assert version and int(version.group(1)) == 5, "versions.tf allows >= 5.60, < 6"
+    assert (int(version.group(1)), int(version.group(2))) >= (5, 60)
+    assert re.search(r'"h1:[A-Za-z0-9+/=]{44}"', block.group(1)), "no h1 checksum"
+    # The repository root ignores lock files; this directory's .gitignore lets this one in.
+    assert "!.terraform.lock.hcl" in (tf.MODULE / ".gitignore").read_text().splitlines()

@@ -177,11 +177,16 @@ def run(
 
 
 def copy_module(destination: Path) -> Path:
-    """A copy of ops/terraform without local state or caches, to init and run in."""
+    """A copy of ops/terraform without local state or caches, to init and run in.
+
+    The committed .terraform.lock.hcl comes along, so every init checks the mirror's provider
+    against the version and checksum production uses."""
     shutil.copytree(
         MODULE,
         destination,
-        ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "override.tf", "*_override.tf"),
+        ignore=shutil.ignore_patterns(
+            ".terraform", "*.tfstate*", "override.tf", "*_override.tf", "tfplan", "plan.txt"
+        ),
     )
     return destination
 
