@@ -337,10 +337,17 @@ variable "app_name" {
 # ---------------------------------------------------------------------------------------------
 # Storage access
 # ---------------------------------------------------------------------------------------------
+# Required, with no default: the bucket policies deny object access to everybody not listed,
+# account administrators and the principal running Terraform included. An empty list deployed a
+# stack nobody could upload the targets CSV to, or destroy with force_destroy_buckets.
 variable "bucket_admin_principal_arns" {
-  description = "IAM role or user ARNs (besides the task role) allowed to read and write objects in the targets and results buckets, e.g. the CI role that uploads the targets CSV. Everybody else is denied by the bucket policies."
+  description = "IAM role or user ARNs (besides the task role) allowed to read, write and delete objects in the targets and results buckets: the role that uploads the targets CSV (CI or an operator role) and the role that runs `terraform destroy`. Everybody else is denied by the bucket policies. Required, at least one."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.bucket_admin_principal_arns) > 0
+    error_message = "bucket_admin_principal_arns must list at least one role or user ARN (the one that uploads the targets CSV): the bucket policies deny object access to everybody else, administrators included."
+  }
 
   validation {
     condition     = alltrue([for a in var.bucket_admin_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", a))])

@@ -120,3 +120,27 @@ def test_the_provider_lock_file_is_committed_and_pins_the_aws_provider():
     assert re.search(r'"h1:[A-Za-z0-9+/=]{44}"', block.group(1)), "no h1 checksum"
     # The repository root ignores lock files; this directory's .gitignore lets this one in.
     assert "!.terraform.lock.hcl" in (tf.MODULE / ".gitignore").read_text().splitlines()
+
+
+def test_an_empty_bucket_admin_list_is_refused_at_plan_time(terraform, initialized_copy):
+    """With no admin, the bucket policies would lock everybody out of the targets CSV (and out
+    of a force_destroy teardown); the variable is required and must not be empty."""
+    workdir, env = initialized_copy
+    base = ["plan", "-no-color", "-input=false", "-refresh=false"]
+    required = ["-var", "image_tag=1.0.0", "-var", "aws_region=us-east-1"]
+    for extra, wanted in (
+        (["-var", "bucket_admin_principal_arns=[]"], ["must list at least one role or user ARN"]),
+        ([], ["No value for required variable", 'variable "bucket_admin_principal_arns"']),
+    ):
+        proc = subprocess.run(
+            [terraform.binary, *base, *required, *extra],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode != 0
+        said = " ".join((proc.stdout + proc.stderr).split())
+        assert all(w in said for w in wanted), proc.stderr[-3000:]
