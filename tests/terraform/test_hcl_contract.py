@@ -127,6 +127,20 @@ def test_stop_timeout_covers_the_ten_second_sigterm_flush():
     assert service["daemon_container"]["stopTimeout"] == "${local.stop_timeout}"
 
 
+def test_documented_image_builds_target_the_tasks_cpu_architecture():
+    task = blocks(parse("modules/service/main.tf"), "resource", "aws_ecs_task_definition")["this"]
+    assert task["runtime_platform"][0]["cpu_architecture"] == "X86_64"
+    builds = [
+        line
+        for readme in (tf.MODULE / "README.md", tf.REPO / "README.md")
+        for line in readme.read_text().splitlines()
+        if re.search(r"\bdocker (buildx )?build\b", line)
+    ]
+    assert builds, "the operator guide shows how to build the image"
+    for line in builds:
+        assert "--platform linux/amd64" in line, f"an arm64 machine would build arm64: {line}"
+
+
 def test_containers_run_hardened():
     service = merged_locals(parse("modules/service/main.tf"))
     for name in ("daemon_container", "adot_container"):
