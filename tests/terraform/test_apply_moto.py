@@ -14,6 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 
 from tests.support import MotoServer
 from tests.terraform import tf
@@ -183,6 +184,21 @@ def test_adot_sidecar_scrapes_the_daemon_and_writes_to_the_workspace(stack):
     assert "localhost:8080" in config and "/metrics" in config
     assert stack.outputs["amp_remote_write_url"] in config
     assert "sigv4auth" in config
+
+    # Two tasks (a deployment runs up to 200 %) both scrape localhost:8080: only a per-task
+    # label keeps their series apart in AMP.
+    parsed = yaml.safe_load(config)
+    detector = parsed["processors"]["resourcedetection/ecs"]
+    assert detector["detectors"] == ["ecs"]
+    dropped = {a["key"] for a in parsed["processors"]["resource/task_only"]["attributes"]}
+    assert "aws.ecs.task.arn" not in dropped
+    assert all(
+        a["action"] == "delete" for a in parsed["processors"]["resource/task_only"]["attributes"]
+    )
+    pipeline = parsed["service"]["pipelines"]["metrics"]["processors"]
+    assert pipeline.index("resourcedetection/ecs") < pipeline.index("resource/task_only")
+    exporter = parsed["exporters"]["prometheusremotewrite"]
+    assert exporter["resource_to_telemetry_conversion"] == {"enabled": True}
 
     workspaces = stack.client("amp").list_workspaces()["workspaces"]
     assert [w["workspaceId"] for w in workspaces] == [stack.outputs["amp_workspace_id"]]
