@@ -347,6 +347,9 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     assert by_metric["TargetsDown"]["EvaluationPeriods"] == 5
     assert by_metric["TargetsLoadSuccess"]["ComparisonOperator"] == "LessThanThreshold"
     assert by_metric["TargetsLoadSuccess"]["Threshold"] == 1
+    # reload 60 s, period 60 s: one failed load touches at most 2 periods; 3 means two failed.
+    assert by_metric["TargetsLoadSuccess"]["EvaluationPeriods"] == 3
+    assert by_metric["TargetsLoadSuccess"]["DatapointsToAlarm"] == 3
     assert by_metric["TargetsTotal"]["TreatMissingData"] == "breaching"
     assert by_metric["RunningTaskCount"]["Namespace"] == "ECS/ContainerInsights"
     for alarm in alarms.values():
