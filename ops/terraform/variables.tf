@@ -101,10 +101,12 @@ variable "certificate_arn" {
   }
 }
 
+# Required, with no default: the page, /metrics and /results show every monitored URL with its
+# errors and hand out presigned links to the results, so opening them to the internet must be a
+# decision, not a default.
 variable "alb_ingress_cidrs" {
-  description = "IPv4 CIDR blocks allowed to reach the load balancer. Narrow it (office or VPN ranges) when the status page should not be public."
+  description = "Required. IPv4 CIDR blocks allowed to reach the load balancer: office or VPN ranges, the VPC's own range with alb_internal = true, or [\"0.0.0.0/0\"] to make the status page, /metrics and /results public on purpose."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
 
   validation {
     condition     = length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0))])

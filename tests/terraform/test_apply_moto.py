@@ -34,6 +34,7 @@ TFVARS = {
     "enable_waf": True,
     "alarm_email": "oncall@example.com",
     "bucket_admin_principal_arns": [ADMIN],
+    "alb_ingress_cidrs": ["203.0.113.0/24"],
 }
 APPLY_TIMEOUT = 480
 
@@ -239,6 +240,10 @@ def test_service_runs_in_private_subnets_behind_the_alb(stack):
     assert [p for p in task_sg["IpPermissions"] if p.get("IpRanges")] == []
     (alb,) = elbv2.describe_load_balancers(Names=["upcheck"])["LoadBalancers"]
     assert sources == [(8080, alb["SecurityGroups"][0])]
+    # The load balancer admits exactly the CIDRs it was given (no default opens it wider).
+    (alb_sg,) = ec2.describe_security_groups(GroupIds=alb["SecurityGroups"])["SecurityGroups"]
+    ranges = {r["CidrIp"] for p in alb_sg["IpPermissions"] for r in p.get("IpRanges", [])}
+    assert ranges == {"203.0.113.0/24"}
 
 
 def test_every_private_subnet_routes_out_through_a_nat_gateway(stack):

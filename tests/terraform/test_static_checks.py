@@ -128,6 +128,7 @@ def test_an_empty_bucket_admin_list_is_refused_at_plan_time(terraform, initializ
     workdir, env = initialized_copy
     base = ["plan", "-no-color", "-input=false", "-refresh=false"]
     required = ["-var", "image_tag=1.0.0", "-var", "aws_region=us-east-1"]
+    required += ["-var", 'alb_ingress_cidrs=["203.0.113.0/24"]']
     for extra, wanted in (
         (["-var", "bucket_admin_principal_arns=[]"], ["must list at least one role or user ARN"]),
         ([], ["No value for required variable", 'variable "bucket_admin_principal_arns"']),
@@ -144,3 +145,33 @@ def test_an_empty_bucket_admin_list_is_refused_at_plan_time(terraform, initializ
         assert proc.returncode != 0
         said = " ".join((proc.stdout + proc.stderr).split())
         assert all(w in said for w in wanted), proc.stderr[-3000:]
+
+
+def test_who_may_reach_the_load_balancer_has_no_default(terraform, initialized_copy):
+    """The page, /metrics and /results expose every URL and its errors: 0.0.0.0/0 must be an
+    explicit choice, never what an unset variable means."""
+    workdir, env = initialized_copy
+    proc = subprocess.run(
+        [
+            terraform.binary,
+            "plan",
+            "-no-color",
+            "-input=false",
+            "-refresh=false",
+            "-var",
+            "image_tag=1.0.0",
+            "-var",
+            "aws_region=us-east-1",
+            "-var",
+            'bucket_admin_principal_arns=["arn:aws:iam::123456789012:role/ci"]',
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode != 0
+    assert "No value for required variable" in said and 'variable "alb_ingress_cidrs"' in said
