@@ -162,6 +162,7 @@ module "monitoring" {
   period                = local.alarm_period
   targets_down_periods  = var.alarm_targets_down_periods
   silence_periods       = var.alarm_silence_periods
+  reload_interval       = var.reload_interval
   cluster_name          = module.service.cluster_name
   service_name          = module.service.service_name
   desired_count         = var.desired_count

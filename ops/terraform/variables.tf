@@ -101,10 +101,12 @@ variable "certificate_arn" {
   }
 }
 
+# Required, with no default: the page, /metrics and /results show every monitored URL with its
+# errors and hand out presigned links to the results, so opening them to the internet must be a
+# decision, not a default.
 variable "alb_ingress_cidrs" {
-  description = "IPv4 CIDR blocks allowed to reach the load balancer. Narrow it (office or VPN ranges) when the status page should not be public."
+  description = "Required. IPv4 CIDR blocks allowed to reach the load balancer: office or VPN ranges, the VPC's own range with alb_internal = true, or [\"0.0.0.0/0\"] to make the status page, /metrics and /results public on purpose."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
 
   validation {
     condition     = length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0))])
@@ -337,10 +339,17 @@ variable "app_name" {
 # ---------------------------------------------------------------------------------------------
 # Storage access
 # ---------------------------------------------------------------------------------------------
+# Required, with no default: the bucket policies deny object access to everybody not listed,
+# account administrators and the principal running Terraform included. An empty list deployed a
+# stack nobody could upload the targets CSV to, or destroy with force_destroy_buckets.
 variable "bucket_admin_principal_arns" {
-  description = "IAM role or user ARNs (besides the task role) allowed to read and write objects in the targets and results buckets, e.g. the CI role that uploads the targets CSV. Everybody else is denied by the bucket policies."
+  description = "IAM role or user ARNs (besides the task role) allowed to read, write and delete objects in the targets and results buckets: the role that uploads the targets CSV (CI or an operator role) and the role that runs `terraform destroy`. Everybody else is denied by the bucket policies. Required, at least one."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.bucket_admin_principal_arns) > 0
+    error_message = "bucket_admin_principal_arns must list at least one role or user ARN (the one that uploads the targets CSV): the bucket policies deny object access to everybody else, administrators included."
+  }
 
   validation {
     condition     = alltrue([for a in var.bucket_admin_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", a))])

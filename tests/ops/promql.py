@@ -98,6 +98,8 @@ def names(expr: str) -> Names:
 
 # Prometheus attaches these to every series it scrapes; the daemon does not export them.
 SCRAPE_LABELS = {"job", "instance"}
+# Series Prometheus writes itself for every scrape target: `up` is 1 when the scrape worked.
+SCRAPE_SERIES = {"up"}
 
 
 def exported(exposition: str) -> dict[str, set[str]]:
@@ -116,6 +118,10 @@ def problems(expr: str, exports: dict[str, set[str]]) -> list[str]:
     used = names(expr)
     found, labels_in_play = [], set(SCRAPE_LABELS)
     for metric, labels in sorted(used.selectors.items()):
+        if metric in SCRAPE_SERIES:
+            for label in sorted(labels - SCRAPE_LABELS):
+                found.append(f"{metric} has no label {label}")
+            continue
         if metric not in exports:
             found.append(f"metric {metric} is not exported")
             continue

@@ -87,6 +87,9 @@ def test_the_reader_flags_unknown_metrics_and_labels_and_accepts_known_ones() ->
     lateness = "rate(upcheck_probe_lateness_seconds_bucket[1m])"
     assert problems(f"histogram_quantile(0.9, sum by (le) ({lateness}))", known) == []
     assert problems("probe_sucess", known) == ["metric probe_sucess is not exported"]
+    # `up` comes from Prometheus, with only the scrape labels.
+    assert problems('up{job="upcheck"}', known) == []
+    assert problems('up{name="x"}', known) == ["up has no label name"]
     assert problems('probe_success{target="x"}', known) == ["probe_success has no label target"]
     assert problems("sum by (phase) (probe_success)", known) == [
         "no metric in the expression has label phase"
@@ -147,6 +150,7 @@ def test_the_dashboard_shows_what_an_operator_needs() -> None:
         "upcheck_probe_lateness_seconds_bucket",
         "upcheck_sink_errors_total",
         "upcheck_sink_last_success_timestamp_seconds",
+        "up",  # the daemon itself is scraped (UpcheckDaemonDown)
     ):
         assert metric in by_metric, f"no panel shows {metric}"
     phases = [e for _, e in expressions() if "probe_http_duration_seconds" in e]

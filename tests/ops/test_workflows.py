@@ -118,12 +118,50 @@ def test_ci_runs_make_test_on_pull_requests_and_pushes() -> None:
     assert {"pull_request", "push", "workflow_call"} <= set(workflow["on"])
     assert workflow["on"]["push"] is None, "every push, on any branch"
     (job,) = workflow["jobs"].values()
-    assert scripts(job).strip() == "bash .ci/run"
+    assert steps(job)[-1]["run"].strip() == "bash .ci/run", "the last step is the local CI"
     # .ci/run is the same command this project's CI runs, and it runs `make test`.
     ci_run = (REPO / ".ci" / "run").read_text().splitlines()
     assert "make test" in [line.strip() for line in ci_run]
-    assert "prometheus" in next(line for line in ci_run if line.startswith("apt_packages="))
+    packages_line = next(line for line in ci_run if line.startswith("apt_packages="))
+    assert "prometheus" in packages_line
     assert "actions/checkout@v4" in uses(job)
+
+
+def test_ci_provides_on_github_what_make_test_requires_under_ci_true() -> None:
+    """GitHub sets CI=true, where a missing tool fails the tests (tests/support.py): the job
+    must install everything .ci/run's machines already have."""
+    (job,) = load("ci.yml")["jobs"].values()
+    script = scripts(job)
+    # .ci/run's Debian packages (and unzip for setup-terraform in the slim container).
+    packages_line = next(
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line.startswith("apt_packages=")
+    )
+    wanted = set(packages_line.split("(", 1)[1].rstrip(")").split()) | {"unzip"}
+    install = next(line for line in script.splitlines() if "apt-get install" in line)
+    assert wanted <= set(install.split()), f"apt-get install misses {wanted - set(install.split())}"
+    # Terraform, pinned to the version infra.yml runs.
+    setup = next(s for s in steps(job) if s.get("uses", "").startswith("hashicorp/setup-terraform"))
+    assert PINNED.fullmatch(setup["uses"])
+    assert setup["with"]["terraform_wrapper"] is False
+    infra_versions = {
+        s["with"]["terraform_version"]
+        for j in load("infra.yml")["jobs"].values()
+        for s in steps(j)
+        if s.get("uses", "").startswith("hashicorp/setup-terraform")
+    }
+    assert infra_versions == {setup["with"]["terraform_version"]}
+    # The provider mirror the Terraform tests read, named by the variable tests/terraform honour.
+    order = [s.get("uses", "") or s.get("run", "") for s in steps(job)]
+    mirror = next(i for i, s in enumerate(order) if "providers mirror" in s)
+    assert "TF_PROVIDER_MIRROR=" in order[mirror] and "GITHUB_ENV" in order[mirror]
+    assert mirror < len(order) - 1, "mirrored before .ci/run"
+    # SPEC.md is outside the repository: on GitHub only, its tests skip (tests/terraform/tf.py).
+    assert job["env"]["UPCHECK_SPEC_OPTIONAL"] == "true"
+    assert "UPCHECK_SPEC_OPTIONAL" not in (REPO / ".ci" / "run").read_text()
+    # Install plus checkov plus the moto apply and destroy do not fit in 20 minutes.
+    assert 30 <= job["timeout-minutes"] <= 60
 
 
 def test_release_builds_pushes_and_deploys_from_main_and_tags_after_the_tests() -> None:
@@ -170,14 +208,35 @@ def test_infra_plans_pull_requests_and_applies_main_behind_a_protected_environme
     assert not assumes_role(jobs["check"]), "fmt and validate need no AWS access"
 
     plan = jobs["plan"]
-    assert plan["if"] == "github.event_name == 'pull_request'" and plan["needs"] == "check"
-    assert "terraform plan" in scripts(plan) and "terraform apply" not in scripts(plan)
-    assert "environment" not in plan
+    assert "if" not in plan, "pull requests and main are both planned"
+    assert plan["needs"] == "check" and "environment" not in plan
+    planning = scripts(plan)
+    assert "terraform plan" in planning and "terraform apply" not in planning
+    assert "-out=tfplan" in planning
+    # The deployment's committed variables, passed explicitly; the running image wins over them.
+    plan_step = next(s for s in steps(plan) if s.get("name") == "terraform plan")
+    assert plan_step["env"]["VAR_FILE"] == "${{ vars.TF_VARS_FILE }}"
+    assert '-var-file="${VAR_FILE}"' in plan_step["run"]
+    assert plan_step["run"].index("-var-file") < plan_step["run"].index("container_image=")
+    assert "describe-services" in planning and "describe-task-definition" in planning
+    upload = next(s for s in steps(plan) if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert "ops/terraform/tfplan" in upload["with"]["path"]
 
     apply = jobs["apply"]
     assert apply["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert apply["environment"] == "production"
-    assert "terraform apply" in scripts(apply) and apply["needs"] == "check"
+    assert apply["needs"] == "plan", "the apply runs the plan job's saved plan"
+    applying = scripts(apply)
+    assert "terraform plan" not in applying, "no second, unseen plan"
+    assert "terraform apply -no-color -input=false tfplan" in applying
+    download = next(
+        s for s in steps(apply) if s.get("uses", "").startswith("actions/download-artifact")
+    )
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert download["with"]["path"] == "ops/terraform"
+    names = [s.get("uses", s.get("name", "")) for s in steps(apply)]
+    assert names.index(download["uses"]) < names.index("terraform apply (the saved plan)")
 
     versions = {
         s["with"]["terraform_version"]

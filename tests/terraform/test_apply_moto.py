@@ -14,6 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 
 from tests.support import MotoServer
 from tests.terraform import tf
@@ -33,6 +34,7 @@ TFVARS = {
     "enable_waf": True,
     "alarm_email": "oncall@example.com",
     "bucket_admin_principal_arns": [ADMIN],
+    "alb_ingress_cidrs": ["203.0.113.0/24"],
 }
 APPLY_TIMEOUT = 480
 
@@ -184,6 +186,21 @@ def test_adot_sidecar_scrapes_the_daemon_and_writes_to_the_workspace(stack):
     assert stack.outputs["amp_remote_write_url"] in config
     assert "sigv4auth" in config
 
+    # Two tasks (a deployment runs up to 200 %) both scrape localhost:8080: only a per-task
+    # label keeps their series apart in AMP.
+    parsed = yaml.safe_load(config)
+    detector = parsed["processors"]["resourcedetection/ecs"]
+    assert detector["detectors"] == ["ecs"]
+    dropped = {a["key"] for a in parsed["processors"]["resource/task_only"]["attributes"]}
+    assert "aws.ecs.task.arn" not in dropped
+    assert all(
+        a["action"] == "delete" for a in parsed["processors"]["resource/task_only"]["attributes"]
+    )
+    pipeline = parsed["service"]["pipelines"]["metrics"]["processors"]
+    assert pipeline.index("resourcedetection/ecs") < pipeline.index("resource/task_only")
+    exporter = parsed["exporters"]["prometheusremotewrite"]
+    assert exporter["resource_to_telemetry_conversion"] == {"enabled": True}
+
     workspaces = stack.client("amp").list_workspaces()["workspaces"]
     assert [w["workspaceId"] for w in workspaces] == [stack.outputs["amp_workspace_id"]]
 
@@ -223,6 +240,10 @@ def test_service_runs_in_private_subnets_behind_the_alb(stack):
     assert [p for p in task_sg["IpPermissions"] if p.get("IpRanges")] == []
     (alb,) = elbv2.describe_load_balancers(Names=["upcheck"])["LoadBalancers"]
     assert sources == [(8080, alb["SecurityGroups"][0])]
+    # The load balancer admits exactly the CIDRs it was given (no default opens it wider).
+    (alb_sg,) = ec2.describe_security_groups(GroupIds=alb["SecurityGroups"])["SecurityGroups"]
+    ranges = {r["CidrIp"] for p in alb_sg["IpPermissions"] for r in p.get("IpRanges", [])}
+    assert ranges == {"203.0.113.0/24"}
 
 
 def test_every_private_subnet_routes_out_through_a_nat_gateway(stack):
@@ -331,6 +352,9 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     assert by_metric["TargetsDown"]["EvaluationPeriods"] == 5
     assert by_metric["TargetsLoadSuccess"]["ComparisonOperator"] == "LessThanThreshold"
     assert by_metric["TargetsLoadSuccess"]["Threshold"] == 1
+    # reload 60 s, period 60 s: one failed load touches at most 2 periods; 3 means two failed.
+    assert by_metric["TargetsLoadSuccess"]["EvaluationPeriods"] == 3
+    assert by_metric["TargetsLoadSuccess"]["DatapointsToAlarm"] == 3
     assert by_metric["TargetsTotal"]["TreatMissingData"] == "breaching"
     assert by_metric["RunningTaskCount"]["Namespace"] == "ECS/ContainerInsights"
     for alarm in alarms.values():

@@ -58,9 +58,12 @@ def merged_locals(doc: dict) -> dict:
 def spec_text() -> str:
     if tf.SPEC.exists():
         return tf.SPEC.read_text()
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI") == "true" and not tf.SPEC_OPTIONAL:
         pytest.fail(f"{tf.SPEC} is missing; CI lays ../shared beside the clone")
-    pytest.skip("../shared/SPEC.md is not beside this checkout")
+    pytest.skip(
+        f"{tf.SPEC} is missing: SPEC.md lives outside this repository (set UPCHECK_SPEC to a "
+        "copy); .ci/run on this project's CI machines requires it"
+    )
 
 
 def spec_env_names() -> set[str]:
@@ -122,6 +125,20 @@ def test_stop_timeout_covers_the_ten_second_sigterm_flush():
     service = merged_locals(parse("modules/service/main.tf"))
     assert service["stop_timeout"] > 10
     assert service["daemon_container"]["stopTimeout"] == "${local.stop_timeout}"
+
+
+def test_documented_image_builds_target_the_tasks_cpu_architecture():
+    task = blocks(parse("modules/service/main.tf"), "resource", "aws_ecs_task_definition")["this"]
+    assert task["runtime_platform"][0]["cpu_architecture"] == "X86_64"
+    builds = [
+        line
+        for readme in (tf.MODULE / "README.md", tf.REPO / "README.md")
+        for line in readme.read_text().splitlines()
+        if re.search(r"\bdocker (buildx )?build\b", line)
+    ]
+    assert builds, "the operator guide shows how to build the image"
+    for line in builds:
+        assert "--platform linux/amd64" in line, f"an arm64 machine would build arm64: {line}"
 
 
 def test_containers_run_hardened():

@@ -102,3 +102,76 @@ def test_every_checkov_skip_gives_its_reason():
     assert skips, "expected the documented skips (e.g. the plain-HTTP listener)"
     unexplained = [s for s in skips if not s[3] or len(s[3].split()) < 5]
     assert not unexplained, f"checkov skips without a reason: {unexplained}"
+
+
+def test_the_provider_lock_file_is_committed_and_pins_the_aws_provider():
+    """CI's plan and apply, and these tests (copy_module keeps the file), install the same
+    provider build: init fails if the mirror's provider does not match these checksums."""
+    lock = tf.MODULE / ".terraform.lock.hcl"
+    assert lock.exists(), "run terraform init in ops/terraform and commit .terraform.lock.hcl"
+    text = lock.read_text()
+    block = re.search(
+        r'provider "registry.terraform.io/hashicorp/aws" \{(.*?)\n\}', text, re.DOTALL
+    )
+    assert block, text
+    version = re.search(r'version\s*=\s*"(\d+)\.(\d+)\.(\d+)"', block.group(1))
+    assert version and int(version.group(1)) == 5, "versions.tf allows >= 5.60, < 6"
+    assert (int(version.group(1)), int(version.group(2))) >= (5, 60)
+    assert re.search(r'"h1:[A-Za-z0-9+/=]{44}"', block.group(1)), "no h1 checksum"
+    # The repository root ignores lock files; this directory's .gitignore lets this one in.
+    assert "!.terraform.lock.hcl" in (tf.MODULE / ".gitignore").read_text().splitlines()
+
+
+def test_an_empty_bucket_admin_list_is_refused_at_plan_time(terraform, initialized_copy):
+    """With no admin, the bucket policies would lock everybody out of the targets CSV (and out
+    of a force_destroy teardown); the variable is required and must not be empty."""
+    workdir, env = initialized_copy
+    base = ["plan", "-no-color", "-input=false", "-refresh=false"]
+    required = ["-var", "image_tag=1.0.0", "-var", "aws_region=us-east-1"]
+    required += ["-var", 'alb_ingress_cidrs=["203.0.113.0/24"]']
+    for extra, wanted in (
+        (["-var", "bucket_admin_principal_arns=[]"], ["must list at least one role or user ARN"]),
+        ([], ["No value for required variable", 'variable "bucket_admin_principal_arns"']),
+    ):
+        proc = subprocess.run(
+            [terraform.binary, *base, *required, *extra],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode != 0
+        said = " ".join((proc.stdout + proc.stderr).split())
+        assert all(w in said for w in wanted), proc.stderr[-3000:]
+
+
+def test_who_may_reach_the_load_balancer_has_no_default(terraform, initialized_copy):
+    """The page, /metrics and /results expose every URL and its errors: 0.0.0.0/0 must be an
+    explicit choice, never what an unset variable means."""
+    workdir, env = initialized_copy
+    proc = subprocess.run(
+        [
+            terraform.binary,
+            "plan",
+            "-no-color",
+            "-input=false",
+            "-refresh=false",
+            "-var",
+            "image_tag=1.0.0",
+            "-var",
+            "aws_region=us-east-1",
+            "-var",
+            'bucket_admin_principal_arns=["arn:aws:iam::123456789012:role/ci"]',
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode != 0
+    assert "No value for required variable" in said and 'variable "alb_ingress_cidrs"' in said

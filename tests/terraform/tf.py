@@ -22,7 +22,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "ops" / "terraform"
-SPEC = REPO.parent / "shared" / "SPEC.md"
+# The product contract lives outside this repository, in ../shared beside the checkout on this
+# project's CI machines. UPCHECK_SPEC points elsewhere; UPCHECK_SPEC_OPTIONAL=true (set only by
+# .github/workflows/ci.yml, where no copy exists) lets the SPEC-contract tests skip under CI=true.
+SPEC = Path(os.environ.get("UPCHECK_SPEC") or REPO.parent / "shared" / "SPEC.md")
+SPEC_OPTIONAL = os.environ.get("UPCHECK_SPEC_OPTIONAL") == "true"
 
 # Where this project's machines keep the provider mirror, most likely first; each is searched
 # to a fixed depth only. TF_PROVIDER_MIRROR overrides the search.
@@ -77,24 +81,29 @@ LOCAL_TYPES = {"aws_iam_policy_document", "aws_partition", "aws_region", "aws_el
 ALWAYS_ROUTED = {"sts", "iam"}
 
 
+# A filesystem mirror in either layout Terraform reads: unpacked (what this project's machines
+# hold: <version>/<os_arch>/terraform-provider-aws_v*) or packed (what `terraform providers
+# mirror` writes, as the GitHub workflow does: terraform-provider-aws_<version>_<os_arch>.zip).
+MIRROR_LAYOUTS = (("*", "*", "terraform-provider-aws*"), ("terraform-provider-aws_*.zip",))
+
+
+def find_provider_mirror(roots: list[str]) -> Path | None:
+    """The first root holding ``registry.terraform.io/hashicorp/aws`` in either layout."""
+    for root in roots:
+        for base in sorted(glob.glob(os.path.expanduser(root))):
+            aws = os.path.join(base, "registry.terraform.io", "hashicorp", "aws")
+            if any(glob.glob(os.path.join(aws, *layout)) for layout in MIRROR_LAYOUTS):
+                return Path(base)
+    return None
+
+
 def need_provider_mirror() -> Path:
     """The directory holding ``registry.terraform.io/hashicorp/aws/...`` (see tests/support.py
     ``need_binary`` for the skip-locally, fail-in-CI rule, applied here to a directory)."""
     override = os.environ.get("TF_PROVIDER_MIRROR")
-    roots = [override] if override else list(MIRROR_ROOTS)
-    for root in roots:
-        for base in sorted(glob.glob(os.path.expanduser(root))):
-            pattern = os.path.join(
-                base,
-                "registry.terraform.io",
-                "hashicorp",
-                "aws",
-                "*",
-                "*",
-                "terraform-provider-aws*",
-            )
-            if glob.glob(pattern):
-                return Path(base)
+    found = find_provider_mirror([override] if override else list(MIRROR_ROOTS))
+    if found is not None:
+        return found
     if os.environ.get("CI") == "true":
         pytest.fail("no local mirror of hashicorp/aws (terraform-provider-aws*) was found")
     pytest.skip("no local mirror of hashicorp/aws was found")
@@ -168,11 +177,16 @@ def run(
 
 
 def copy_module(destination: Path) -> Path:
-    """A copy of ops/terraform without local state or caches, to init and run in."""
+    """A copy of ops/terraform without local state or caches, to init and run in.
+
+    The committed .terraform.lock.hcl comes along, so every init checks the mirror's provider
+    against the version and checksum production uses."""
     shutil.copytree(
         MODULE,
         destination,
-        ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "override.tf", "*_override.tf"),
+        ignore=shutil.ignore_patterns(
+            ".terraform", "*.tfstate*", "override.tf", "*_override.tf", "tfplan", "plan.txt"
+        ),
     )
     return destination
 

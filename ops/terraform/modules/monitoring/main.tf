@@ -4,6 +4,12 @@
 locals {
   dimensions = { Application = var.app_name }
   actions    = [aws_sns_topic.alarms.arn]
+
+  # TargetsLoadSuccess stays 0 from a failed load until the next load, one reload interval
+  # later; as a per-period Minimum, one transient read error can thus touch up to
+  # ceil(reload / period) + 1 periods. One period more means at least two loads in a row
+  # failed. CloudWatch allows at most a day of evaluation.
+  targets_invalid_periods = min(ceil(var.reload_interval / var.period) + 2, floor(86400 / var.period))
 }
 
 resource "aws_sns_topic" "alarms" {
@@ -61,16 +67,18 @@ resource "aws_cloudwatch_metric_alarm" "targets_down" {
 }
 
 # The targets file was rejected (unreadable, unparsable, or no valid row): the daemon keeps the
-# last good list, so nothing else would show it.
+# last good list, so nothing else would show it. Not on a single transient read error: only when
+# consecutive loads fail (see targets_invalid_periods).
 resource "aws_cloudwatch_metric_alarm" "targets_invalid" {
   alarm_name          = "${var.name}-targets-file-invalid"
-  alarm_description   = "The last load of the targets CSV failed (TargetsLoadSuccess < 1); the previous list stays in force. Check the task logs for line numbers."
+  alarm_description   = "Loads of the targets CSV keep failing (TargetsLoadSuccess < 1 for ${local.targets_invalid_periods} periods of ${var.period}s: at least two loads in a row); the previous list stays in force. Check the task logs for line numbers."
   namespace           = var.cloudwatch_namespace
   metric_name         = "TargetsLoadSuccess"
   dimensions          = local.dimensions
   statistic           = "Minimum"
   period              = var.period
-  evaluation_periods  = 1
+  evaluation_periods  = local.targets_invalid_periods
+  datapoints_to_alarm = local.targets_invalid_periods
   threshold           = 1
   comparison_operator = "LessThanThreshold"
   treat_missing_data  = "notBreaching"

@@ -82,3 +82,8 @@ variable "url_metrics_published" {
   description = "Whether per-URL metrics are published (adds a per-URL widget)."
   type        = bool
 }
+
+variable "reload_interval" {
+  description = "Seconds between two loads of the targets CSV (UPCHECK_RELOAD_INTERVAL): how long one failed load keeps TargetsLoadSuccess at 0."
+  type        = number
+}

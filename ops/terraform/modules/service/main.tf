@@ -65,6 +65,14 @@ locals {
     }
   }
 
+  # What the collector's ECS resource detector adds besides aws.ecs.task.arn.
+  ecs_detector_dropped = [
+    "aws.ecs.cluster.arn", "aws.ecs.launchtype", "aws.ecs.task.family", "aws.ecs.task.id",
+    "aws.ecs.task.revision", "aws.log.group.arns", "aws.log.group.names", "aws.log.stream.arns",
+    "aws.log.stream.names", "cloud.account.id", "cloud.availability_zone", "cloud.platform",
+    "cloud.provider", "cloud.region",
+  ]
+
   adot_config = {
     extensions = {
       sigv4auth    = { region = var.region, service = "aps" }
@@ -85,7 +93,24 @@ locals {
         }
       }
     }
-    processors = { batch = {} }
+    # Every task's collector scrapes its own daemon as localhost:8080, so without a per-task
+    # label two tasks (during a deployment: up to 200 %) would write identical series and AMP
+    # would reject one of them as duplicate / out-of-order samples. The ECS detector reads the
+    # task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) and adds aws.ecs.task.arn to the
+    # resource; resource_to_telemetry_conversion turns it into the label `aws_ecs_task_arn`.
+    # The detector's other attributes are dropped (deleting an absent key is a no-op), so
+    # series carry only that one extra label.
+    processors = {
+      batch = {}
+      "resourcedetection/ecs" = {
+        detectors = ["ecs"]
+        timeout   = "5s"
+        override  = false
+      }
+      "resource/task_only" = {
+        attributes = [for key in local.ecs_detector_dropped : { key = key, action = "delete" }]
+      }
+    }
     exporters = {
       prometheusremotewrite = {
         endpoint                         = var.amp_remote_write_url
@@ -98,7 +123,7 @@ locals {
       pipelines = {
         metrics = {
           receivers  = ["prometheus"]
-          processors = ["batch"]
+          processors = ["resourcedetection/ecs", "resource/task_only", "batch"]
           exporters  = ["prometheusremotewrite"]
         }
       }
