@@ -156,6 +156,10 @@ def test_ci_provides_on_github_what_make_test_requires_under_ci_true() -> None:
     order = [s.get("uses", "") or s.get("run", "") for s in steps(job)]
     mirror = next(i for i, s in enumerate(order) if "providers mirror" in s)
     assert "TF_PROVIDER_MIRROR=" in order[mirror] and "GITHUB_ENV" in order[mirror]
+    # `providers mirror` needs installed modules, unless it sees the root's providers alone.
+    assert "cp ops/terraform/versions.tf ops/terraform/.terraform.lock.hcl" in order[mirror]
+    for module in (REPO / "ops" / "terraform" / "modules").glob("*/*.tf"):
+        assert "required_providers" not in module.read_text(), f"{module} declares providers"
     assert mirror < len(order) - 1, "mirrored before .ci/run"
     # SPEC.md is outside the repository: on GitHub only, its tests skip (tests/terraform/tf.py).
     assert job["env"]["UPCHECK_SPEC_OPTIONAL"] == "true"
