@@ -33,7 +33,7 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     (
         "probe_ssl_earliest_cert_expiry",
         "gauge",
-        "Unix time of the earliest expiry of a certificate the last probe saw.",
+        "Unix time of the earliest expiry of a leaf certificate the last probe saw.",
     ),
     ("upcheck_consecutive_failures", "gauge", "Failed probes in a row; 0 after a success."),
 )
