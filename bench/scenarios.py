@@ -163,15 +163,16 @@ def scale(env: Env, checkout: Path, targets: int, interval: float) -> dict[str, 
         timed: list[tuple[float, int]] = []
         before = scrape(port, timed=timed)  # the first: every target's lines rendered anew
         measure = interval / 2 if env.quick else interval
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, busy0 = cpu_seconds(proc.pid), machine_busy_seconds()
         time.sleep(measure)
-        cpu1 = cpu_seconds(proc.pid)
+        cpu1, busy1 = cpu_seconds(proc.pid), machine_busy_seconds()
         after = scrape(port, timed=timed)  # a whole interval later: every result is new
         late = metrics.delta(
             metrics.buckets(after, "upcheck_probe_lateness_seconds"),
             metrics.buckets(before, "upcheck_probe_lateness_seconds"),
         )
         figures["cpu_share"] = (cpu1 - cpu0) / measure
+        figures["machine_busy_cores"] = (busy1 - busy0) / measure
         figures["lateness_p50_s"] = metrics.quantile(0.5, late)
         figures["lateness_p99_s"] = metrics.quantile(0.99, late)
         figures["lateness_samples"] = late[-1][1] if late else 0

@@ -6,11 +6,11 @@ or a socket, and served by ``gevent.pywsgi`` in production.
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from daemon.exposition import CONTENT_TYPE
+from daemon.exposition import CONTENT_TYPE, Scrape
 
 StartResponse = Callable[..., Any]
 Answer = tuple[str, list[tuple[str, str]], bytes]
@@ -18,8 +18,16 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 
+def _gzip(chunks: Iterable[bytes]) -> bytes:
+    """gzip, level 1 (a scrape is compressed once and read once), chunk by chunk."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: with the gzip header
+    out = [compressor.compress(chunk) for chunk in chunks]
+    out.append(compressor.flush())
+    return b"".join(out)
+
+
 def create_app(
-    metrics: Callable[[], bytes],
+    metrics: Callable[[], bytes | Scrape],
     health: Callable[[], tuple[bool, str]],
     ready: Callable[[], tuple[bool, str]],
     results: Callable[[], Answer],
@@ -30,8 +38,19 @@ def create_app(
         status = "200 OK" if ok else "503 Service Unavailable"
         return status, [*_TEXT, ("Cache-Control", "no-store")], f"{reason}\n".encode()
 
-    def metrics_answer() -> Answer:
-        return "200 OK", [("Content-Type", CONTENT_TYPE)], metrics()
+    def metrics_answer(
+        environ: dict[str, Any],
+    ) -> tuple[str, list[tuple[str, str]], Iterable[bytes], int]:
+        """The body as chunks and its length: ~50 MB at 50k targets is never joined whole."""
+        body = metrics()
+        headers = [("Content-Type", CONTENT_TYPE)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            zipped = _gzip([body] if isinstance(body, bytes) else body)
+            headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+            return "200 OK", headers, [zipped], len(zipped)
+        if isinstance(body, bytes):
+            return "200 OK", headers, [body], len(body)
+        return "200 OK", headers, body, body.length
 
     def page_answer() -> Answer:
         return (
@@ -41,7 +60,6 @@ def create_app(
         )
 
     routes: dict[str, Callable[[], Answer]] = {
-        "/metrics": metrics_answer,
         "/health": lambda: probe_answer(health),
         "/ready": lambda: probe_answer(ready),
         "/results": results,
@@ -51,19 +69,21 @@ def create_app(
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
-        handler = routes.get(path)
-        if handler is None:
-            status, headers, body = "404 Not Found", list(_TEXT), b"not found\n"
-        elif method not in ("GET", "HEAD"):
-            status, headers = "405 Method Not Allowed", [*_TEXT, ("Allow", "GET, HEAD")]
-            body = b"method not allowed\n"
+        chunks: Iterable[bytes]
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            status, headers, chunks, length = metrics_answer(environ)
         else:
-            status, headers, body = handler()
-            if path == "/metrics" and "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-                body = gzip.compress(body, compresslevel=1)
-                headers = [*headers, ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
-        headers = [*headers, ("Content-Length", str(len(body)))]
-        start_response(status, headers)
-        return [b""] if method == "HEAD" else [body]
+            handler = routes.get(path)
+            if handler is None and path != "/metrics":
+                status, headers, body = "404 Not Found", list(_TEXT), b"not found\n"
+            elif method not in ("GET", "HEAD"):
+                status, headers = "405 Method Not Allowed", [*_TEXT, ("Allow", "GET, HEAD")]
+                body = b"method not allowed\n"
+            else:
+                assert handler is not None
+                status, headers, body = handler()
+            chunks, length = [body], len(body)
+        start_response(status, [*headers, ("Content-Length", str(length))])
+        return [b""] if method == "HEAD" else chunks
 
     return app

@@ -3,11 +3,13 @@
 Per-target series are not prometheus_client objects: at 50k targets that would mean ~700k
 child objects and a slow scrape. Instead each target's lines are rendered from its latest
 result when that result changes, cached on its version, and joined per metric family at scrape
-time, so a scrape costs a join over cached strings plus the targets that changed since.
+time, so a scrape costs a join over cached strings plus the targets that changed since. The
+body is streamed in chunks (:class:`Scrape`) rather than joined whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from operator import itemgetter
 
 from prometheus_client import generate_latest
@@ -109,6 +111,34 @@ def _render(labels: str, state: TargetState) -> tuple[bytes, ...]:
     )
 
 
+class Scrape:
+    """One /metrics body, handed out in chunks: at 50k targets it is ~50 MB, and joined whole
+    it was a fifth of the daemon's peak memory. The pieces are the cached lines themselves,
+    so holding them costs a list of references, not a copy."""
+
+    __slots__ = ("_pieces", "length")
+    CHUNK = 256 * 1024
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+        self.length = sum(map(len, pieces))
+
+    def __iter__(self) -> Iterator[bytes]:
+        group: list[bytes] = []
+        size = 0
+        for piece in self._pieces:
+            group.append(piece)
+            size += len(piece)
+            if size >= self.CHUNK:
+                yield b"".join(group)
+                group, size = [], 0
+        if group:
+            yield b"".join(group)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self._pieces)
+
+
 class Exposition:
     def __init__(self, store: ResultsStore, telemetry: Telemetry) -> None:
         self._store = store
@@ -116,7 +146,7 @@ class Exposition:
         self._cache: dict[str, _Rendered] = {}
         self._cache_generation = -1
 
-    def render(self) -> bytes:
+    def render(self) -> Scrape:
         if self._cache_generation != self._store.generation:
             live = {state.target.url for state in self._store.states()}
             for url in [u for u in self._cache if u not in live]:
@@ -132,10 +162,9 @@ class Exposition:
                 cached.version = state.version
                 cached.lines = _render(cached.labels, state)
             per_target.append(cached.lines)
-        # One join of every piece in exposition order: the body is built once, with no
-        # intermediate copy per family (at 50k targets it is ~50 MB).
+        # Every piece in exposition order, joined only chunk by chunk as it is sent.
         parts = [generate_latest(self._telemetry.registry)]
         for index, header in enumerate(_HEADERS):
             parts.append(header)
             parts.extend(map(itemgetter(index), per_target))
-        return b"".join(parts)
+        return Scrape(parts)

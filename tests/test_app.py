@@ -87,7 +87,7 @@ def test_head_answers_headers_without_a_body(app):
 
 
 def metric_lines(exposition: Exposition, name: str) -> list[str]:
-    text = exposition.render().decode()
+    text = bytes(exposition.render()).decode()
     return [line for line in text.splitlines() if line.startswith(name + "{")]
 
 
@@ -141,7 +141,7 @@ def test_series_follow_new_results_and_vanish_with_their_target(store, expositio
     assert metric_lines(exposition, "upcheck_consecutive_failures")[0].endswith(" 2")
     assert metric_lines(exposition, "probe_http_status_code")[0].endswith(" 503")
     store.remove(target.url)
-    assert "shop.example" not in exposition.render().decode()
+    assert "shop.example" not in bytes(exposition.render()).decode()
 
 
 def test_a_replaced_target_never_shows_its_predecessors_figures(store, exposition):
