@@ -5,8 +5,9 @@ into datums using ``Values``/``Counts`` statistic sets, so a URL probed every 5 
 one datum per metric per push. The service's limits are enforced here because an emulator
 does not enforce them: at most 1000 datums and 1 MB per request, 150 distinct values per
 datum, dimension values of printable ASCII and at most 1024 characters, no NaN or infinity.
-A request the service refuses anyway (a 400 that is not throttling) loses the datums it names,
-counted as dropped, rather than being resent forever ahead of everything else.
+A request the service refuses anyway as invalid data loses the datums it names (the whole
+request if it names none), counted as dropped, rather than being resent forever ahead of
+everything else; any other failure keeps the data for retry.
 
 Datums that could not be sent wait for the next push, in a bounded buffer: while CloudWatch is
 down the oldest are dropped (and counted in ``upcheck_sink_dropped_total``) rather than let
@@ -46,8 +47,16 @@ MAX_DIMENSION_VALUE = 1024
 DEFAULT_MAX_PENDING = 200_000  # datums kept for retry while CloudWatch is unreachable
 _REQUEST_OVERHEAD = 2_000  # Action, Version, Namespace and headroom, in bytes
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x20, 0x7F))
-# A 400 with one of these codes is about load, not about the data: keep the data and retry.
-_RETRYABLE_CODES = frozenset(("Throttling", "ThrottlingException", "RequestLimitExceeded"))
+# The 400s that say the data itself is invalid. Other 400s (access denied, expired or bad
+# signature, throttling) are about the caller or the moment: the data is kept for retry.
+_INVALID_DATA_CODES = frozenset(
+    (
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "MissingParameter",
+        "MissingRequiredParameter",
+    )
+)
 # The service names the datum it refuses: "... parameter MetricData.member.3.Value ...".
 _MEMBER = re.compile(r"MetricData\.member\.(\d+)\b")
 
@@ -137,10 +146,10 @@ def _value_datums(
 
 
 def _refuses_the_data(exc: ClientError) -> bool:
-    """A 400 that is not throttling: the request itself is invalid and always will be."""
+    """A 400 saying the request's data is invalid: sent again, it would fail again."""
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    code = exc.response.get("Error", {}).get("Code", "")
-    return status == 400 and code not in _RETRYABLE_CODES
+    code = str(exc.response.get("Error", {}).get("Code", "")).removesuffix("Exception")
+    return status == 400 and code in _INVALID_DATA_CODES
 
 
 class CloudWatchSink:

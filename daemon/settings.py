@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -200,12 +201,15 @@ def _check_ca_bundle(name: str, path: str, problems: list[str]) -> None:
         problems.append(f"{name} {path!r} holds no usable PEM certificates: {reason}")
 
 
+_NAMESPACE = re.compile(r"[0-9A-Za-z.\-_/#: ]{1,255}")
+
+
 def _check_namespace(namespace: str, problems: list[str]) -> None:
     """CloudWatch refuses every PutMetricData to a namespace outside these rules, so a bad one
     would silently turn the sink into a stream of errors: refuse it at start instead."""
-    if not (namespace.isascii() and namespace.isprintable()) or len(namespace) > 255:
+    if not _NAMESPACE.fullmatch(namespace):
         problems.append(
-            f"--cloudwatch-namespace must be at most 255 printable ASCII characters, "
+            "--cloudwatch-namespace must be at most 255 of 0-9 A-Z a-z . - _ / # : and space, "
             f"got {namespace!r}"
         )
     elif namespace.startswith((":", "AWS/")):

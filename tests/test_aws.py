@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from daemon.cloudwatch import (
@@ -18,6 +19,7 @@ from daemon.cloudwatch import (
     MAX_REQUEST_BYTES,
     MAX_VALUES_PER_DATUM,
     CloudWatchSink,
+    _refuses_the_data,
     batches,
     dimension_value,
     encoded_size,
@@ -318,6 +320,27 @@ def test_a_datum_cloudwatch_refuses_is_dropped_and_the_rest_still_go_out(cloudwa
     assert statistics(cloudwatch, "Up", url_dims) == 1
     assert statistics(cloudwatch, "TargetsTotal", {"Application": "shop"}, "Maximum") == 1
     sink.publish(snapshot(store))  # and the next push goes through cleanly
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "dropped"),
+    [
+        (400, "InvalidParameterValue", True),
+        (400, "InvalidParameterValueException", True),
+        (400, "MissingParameter", True),
+        (400, "AccessDeniedException", False),  # fix the role and the data still goes out
+        (400, "RequestExpired", False),
+        (400, "Throttling", False),
+        (403, "InvalidClientTokenId", False),
+        (500, "InternalServiceError", False),
+    ],
+)
+def test_only_a_refusal_of_the_data_itself_drops_it(status, code, dropped):
+    error = ClientError(
+        {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutMetricData",
+    )
+    assert _refuses_the_data(error) is dropped
 
 
 def test_while_cloudwatch_is_down_the_buffer_is_bounded_and_drops_are_counted(aws):
