@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
+from gevent.lock import Semaphore  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 from prometheus_client import disable_created_metrics  # noqa: E402
 
@@ -26,7 +27,6 @@ from daemon.exposition import Exposition  # noqa: E402
 from daemon.logs import configure, event  # noqa: E402
 from daemon.probe import Prober, make_ssl_context  # noqa: E402
 from daemon.reloader import Reloader  # noqa: E402
-from daemon.report import build_document, render_status_page  # noqa: E402
 from daemon.results import ResultsStore  # noqa: E402
 from daemon.scheduler import Scheduler  # noqa: E402
 from daemon.settings import ConfigError, Settings, load  # noqa: E402
@@ -37,6 +37,7 @@ from daemon.telemetry import Telemetry  # noqa: E402
 
 log = logging.getLogger("daemon")
 
+VIEW_TTL = 5.0  # seconds a built status page / live results document is served again
 SHUTDOWN_DEADLINE = 8.5  # seconds from SIGTERM to exit, all steps; SPEC allows 10 (headroom)
 
 
@@ -109,13 +110,15 @@ class Daemon:
             self.source, self.scheduler, self.telemetry, self.clock, settings.reload_interval
         )
         self.sinks = make_sinks(
-            settings, self.store, self.telemetry, lambda: self.snapshot().document_bytes()
+            settings, self.store, self.telemetry, lambda: self.recent_snapshot().document_json
         )
         self.publishers = [
             Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)
             for sink in self.sinks
         ]
         self.exposition = Exposition(self.store, self.telemetry)
+        self._view_lock = Semaphore()
+        self._view: tuple[float, Snapshot] | None = None
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -124,6 +127,18 @@ class Daemon:
             targets_load_success=self.reloader.loaded and self.reloader.last_error is None,
             pause=_yield,
         )
+
+    def recent_snapshot(self) -> Snapshot:
+        """A snapshot at most :data:`VIEW_TTL` old, its document built once, for ``GET /`` and
+        the live ``/results``: at 50k targets a build costs seconds of CPU, and a dashboard
+        refreshing every few seconds (or several at once) must not take that from probes."""
+        with self._view_lock:
+            now = self.clock.monotonic()
+            if self._view is None or now - self._view[0] >= VIEW_TTL:
+                snapshot = self.snapshot()
+                snapshot.document  # noqa: B018 - built here, under the lock, exactly once
+                self._view = (now, snapshot)
+            return self._view[1]
 
     def ready(self) -> tuple[bool, str]:
         if self.reloader.loaded:
@@ -143,9 +158,7 @@ class Daemon:
             health=self.scheduler.health,
             ready=self.ready,
             results=self.results_answer,
-            status_page=lambda: render_status_page(
-                build_document(self.store, self.settings.app_name, pause=_yield)
-            ),
+            status_page=lambda: self.recent_snapshot().status_html,
         )
 
     def flush(self, budget: float) -> None:

@@ -118,10 +118,11 @@ class S3ResultsFile(_S3Object):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=self.key,
-                Body=snapshot.document_bytes(),
+                Body=snapshot.document_json,
                 ContentType="application/json",
                 CacheControl="no-cache",
             )
+            self._written = True
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=self.status_key,
@@ -131,7 +132,6 @@ class S3ResultsFile(_S3Object):
             )
         except (ClientError, BotoCoreError) as exc:
             raise RuntimeError(f"s3://{self.bucket}/{self.key}: {describe_error(exc)}") from None
-        self._written = True
 
     def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]:
         if not self._written:

@@ -56,7 +56,8 @@ class Snapshot:
     def status_html(self) -> str:
         return render_status_page(self.document)
 
-    def document_bytes(self) -> bytes:
+    @cached_property
+    def document_json(self) -> bytes:
         return json.dumps(self.document, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -83,23 +84,28 @@ class LocalResultsFile:
 
     name = "results_file"
 
-    def publish(self, snapshot: Snapshot) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        _atomic_write(self.path, snapshot.document_bytes())
-        _atomic_write(self.status_path, snapshot.status_html.encode())
-
     def __init__(self, path: str, live: Callable[[], bytes] | None = None) -> None:
         self.path = os.path.abspath(path)
         self.status_path = os.path.join(os.path.dirname(self.path), "status.html")
         self._live = live
+        self._written = False
+
+    def publish(self, snapshot: Snapshot) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        _atomic_write(self.path, snapshot.document_json)
+        self._written = True
+        _atomic_write(self.status_path, snapshot.status_html.encode())
 
     def results_answer(self) -> tuple[str, list[tuple[str, str]], bytes]:
-        """The file as last written. Before the first write (one publish interval after the
-        start), the same document built from the results as they are now."""
+        """The file as this process last wrote it. Before its first write (one publish interval
+        after the start), the same document built from the results as they are now: a file
+        left by an earlier run is not today's news."""
+        if not self._written:
+            return not_written_answer(self._live)
         try:
             with open(self.path, "rb") as handle:
                 return "200 OK", list(JSON_HEADERS), handle.read()
-        except FileNotFoundError:
+        except FileNotFoundError:  # removed behind our back: the next write brings it back
             return not_written_answer(self._live)
 
 
