@@ -237,13 +237,18 @@ def fidelity(env: Env, checkout: Path, delay: float = 0.2) -> dict[str, float]:
     figures: dict[str, float] = {}
     try:
         time.sleep(load_interval + 1)
-        for _ in range(2):  # calibrate: CPU grows about linearly with the probe rate
+        # Calibrate: CPU grows about linearly with the probe rate. A new URL's first probe
+        # costs more than later ones (its first hop is prepared then cached), so each
+        # round waits two intervals after the reload before it measures again.
+        for _ in range(4):
             cpu0 = cpu_seconds(proc.pid)
-            time.sleep(5)
-            share = (cpu_seconds(proc.pid) - cpu0) / 5
+            time.sleep(6)
+            share = (cpu_seconds(proc.pid) - cpu0) / 6
+            if abs(share - 0.7) <= 0.05:
+                break
             n1 = max(100, min(60_000, int(n1 * 0.7 / max(share, 0.01))))
             write_csv(csv, slow + load(n1))
-            time.sleep(load_interval + 3)  # the reload, then one spread pass of the new list
+            time.sleep(2 * load_interval + 3)
         seen: dict[str, float] = {}
         errors: list[float] = []
         window = 15.0 if env.quick else 40.0

@@ -101,7 +101,7 @@ class ProbeResult:
 
     up: bool
     status_code: int | None
-    duration: float  # seconds, the whole probe
+    duration: float  # seconds: the sum of the phases if complete, else until it was cut off
     phases: tuple[float, float, float, float, float]  # seconds, in PHASES order
     content_length: int  # body bytes received (Content-Length for HEAD); -1 if unknown
     redirects: int
