@@ -221,7 +221,7 @@ class Scheduler:
         try:
             result = self._probe(target)
         except gevent.GreenletExit:
-            telemetry.in_flight.dec()  # stopped or removed, not a crash
+            telemetry.probe_abandoned()  # stopped or removed, not a crash
             raise
         except BaseException:
             telemetry.probe_finished("crash")

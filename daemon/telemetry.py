@@ -95,6 +95,10 @@ class Telemetry:
             child = self._probe_children[result_label] = self.probes.labels(result_label)
         child.inc()
 
+    def probe_abandoned(self) -> None:
+        """A probe stopped or removed half-way: no longer in flight, and no result."""
+        self.in_flight.dec()
+
     def targets_loaded(self, count: int, row_errors: int) -> None:
         self.targets.set(count)
         self.last_load_success.set(1)
