@@ -20,6 +20,7 @@ socket when the deadline strikes in the middle of connect or handshake.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import ipaddress
@@ -73,6 +74,7 @@ _HEADERS = {
     "Accept-Encoding": "gzip, deflate",
     "Connection": "close",
 }
+_SHARED_HEADERS = dict(_HEADERS)  # a hop's headers when it has no credentials; never mutated
 
 # Kernel timestamps (Linux): SO_TIMESTAMPNS stamps received data with the time it arrived
 # (CLOCK_REALTIME, as an SCM_TIMESTAMPNS message), and TCP_INFO's tcpi_rtt (microseconds, at
@@ -247,9 +249,16 @@ def _prepare(method: str, url: str, auth: tuple[str, str] | None) -> _Hop:
     request = requests.PreparedRequest()
     request.prepare_method(method)
     request.prepare_url(url, None)
-    # Our own constant headers need none of prepare_headers' validation.
-    request.headers = CaseInsensitiveDict(_HEADERS)
-    request.prepare_auth(auth, url)
+    headers: dict[str, str]
+    if auth is None and "@" not in url:
+        # Nothing for prepare_auth to do (it would only look for credentials in the URL):
+        # every such hop shares one copy of our constant headers, which nothing mutates.
+        headers = _SHARED_HEADERS
+    else:
+        # Our own constant headers need none of prepare_headers' validation.
+        request.headers = CaseInsensitiveDict(_HEADERS)
+        request.prepare_auth(auth, url)
+        headers = dict(request.headers)
     prepared = request.url or url
     parts = urlsplit(prepared)
     https = parts.scheme == "https"
@@ -263,7 +272,7 @@ def _prepare(method: str, url: str, auth: tuple[str, str] | None) -> _Hop:
         port=port,
         literal=_literal(host, port),
         path=request.path_url,
-        headers=dict(request.headers),
+        headers=headers,
     )
 
 
@@ -276,18 +285,33 @@ def _auth(url: str) -> tuple[str, str] | None:
 
 
 def _literal(host: str, port: int) -> Address | None:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    version = _ip_version(host)
+    if version is None:
         return None
-    if ip.version == 6:
+    if version == 6:
         return socket.AF_INET6, (host, port, 0, 0)
     return socket.AF_INET, (host, port)
 
 
-def _blocked(address: Address) -> bool:
+# Parsing an address with ipaddress costs as much as a good part of a probe's own code, and a
+# list usually names few distinct hosts: both answers are cached per host string (bounded).
+@functools.lru_cache(maxsize=4096)
+def _ip_version(host: str) -> int | None:
+    """4 or 6 when ``host`` is an IP literal, else None."""
     try:
-        ip = ipaddress.ip_address(address[1][0])
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def _blocked(address: Address) -> bool:
+    return _blocked_ip(address[1][0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _blocked_ip(host: Any) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

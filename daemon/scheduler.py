@@ -238,8 +238,11 @@ class Scheduler:
     def _log_transition(target: Target, result: ProbeResult, was_up: bool | None) -> None:
         if result.up:
             # The first "up" of every target at start-up is routine: keep it out of INFO.
+            level = logging.DEBUG if was_up is None else logging.INFO
+            if not log.isEnabledFor(level):
+                return  # every target's first probe comes here: skip building the message
             log.log(
-                logging.DEBUG if was_up is None else logging.INFO,
+                level,
                 event(
                     "target_up",
                     target=target.display_url,
