@@ -37,6 +37,7 @@ from urllib.parse import urljoin, urlsplit
 
 import gevent
 import requests
+from gevent import monkey
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection
 from urllib3.response import BaseHTTPResponse
@@ -333,7 +334,11 @@ class _TracedConnection(HTTPConnection):
     """
 
     def __init__(
-        self, hop: _Hop, timeout: float, trace: _Trace, ssl_context: ssl.SSLContext | None
+        self,
+        hop: _Hop,
+        timeout: float | None,
+        trace: _Trace,
+        ssl_context: ssl.SSLContext | None,
     ) -> None:
         super().__init__(hop.host, hop.port, timeout=timeout)
         # urllib3 leaves the port out of the Host header when it is this one.
@@ -496,6 +501,7 @@ class Prober:
         self._resolver = resolver
         self._allow_link_local = allow_link_local
         self._default_timeout = default_timeout
+        self._cooperative = monkey.is_module_patched("socket")
         # Keyed weakly: a target that left the list (and every greenlet) leaves the cache too.
         self._first_hops: weakref.WeakKeyDictionary[Target, _Hop] = weakref.WeakKeyDictionary()
 
@@ -557,8 +563,12 @@ class Prober:
         origin = hop.origin
         while True:
             outcome.ssl = hop.https
-            # The socket timeout is only a backstop: the gevent.Timeout in probe() is the deadline.
-            socket_timeout = max(deadline - time.perf_counter(), 0.001) + 1.0
+            # The gevent.Timeout in probe() is the deadline. On gevent's sockets a socket timeout
+            # would only arm a second timer for every wait (connect, each read) that can never
+            # strike first; on a blocking socket (not monkey-patched) it is the backstop.
+            socket_timeout = (
+                None if self._cooperative else max(deadline - time.perf_counter(), 0.001) + 1.0
+            )
             conn = trace.conn = _TracedConnection(
                 hop, socket_timeout, trace, self._ssl_context if hop.https else None
             )
