@@ -625,9 +625,13 @@ class Prober:
         keep = len(needle) - 1 if needle else 0
         tail = b""
         size = 0
+        # Without a Content-Encoding there is nothing to decode: urllib3 then hands each read
+        # straight through instead of via its decoded-data buffer, and once a declared length
+        # has all arrived there is no need for one more read to learn that the body ended.
+        decode = "Content-Encoding" in response.headers
         try:
             while True:
-                chunk = response.read(_CHUNK, decode_content=True)
+                chunk = response.read(_CHUNK, decode_content=decode)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -637,6 +641,8 @@ class Prober:
                     window = tail + chunk
                     found = needle in window  # type: ignore[operator]
                     tail = window[-keep:] if keep else b""
+                if not decode and getattr(response, "length_remaining", None) == 0:
+                    break
         finally:
             response.close()
         outcome.content_length = size
