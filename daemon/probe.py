@@ -208,7 +208,11 @@ class _StampedSocket:
             self._sock.close()
 
     def sendall(self, data: Any, *args: Any) -> None:
-        self._sock.sendall(data, *args)
+        # A request fits the socket's buffer: one send() usually takes it all, without
+        # gevent's sendall machinery (a getsockopt for the buffer size on every call).
+        sent = self._sock.send(data, *args)
+        if sent < len(data):
+            self._sock.sendall(memoryview(data)[sent:], *args)
         self._stamps.sent = time.time()
 
     def makefile(self, *args: Any, **kwargs: Any) -> io.BufferedReader:
