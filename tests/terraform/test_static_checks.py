@@ -122,49 +122,14 @@ def test_the_provider_lock_file_is_committed_and_pins_the_aws_provider():
     assert "!.terraform.lock.hcl" in (tf.MODULE / ".gitignore").read_text().splitlines()
 
 
-def test_an_empty_bucket_admin_list_is_refused_at_plan_time(terraform, initialized_copy):
-    """With no admin, the bucket policies would lock everybody out of the targets CSV (and out
-    of a force_destroy teardown); the variable is required and must not be empty."""
+def _plan(terraform, initialized_copy, *variables: str) -> tuple[int, str]:
+    """``terraform plan`` offline with these ``-var`` settings: exit code and all it said."""
     workdir, env = initialized_copy
-    base = ["plan", "-no-color", "-input=false", "-refresh=false"]
-    required = ["-var", "image_tag=1.0.0", "-var", "aws_region=us-east-1"]
-    required += ["-var", 'alb_ingress_cidrs=["203.0.113.0/24"]']
-    for extra, wanted in (
-        (["-var", "bucket_admin_principal_arns=[]"], ["must list at least one role or user ARN"]),
-        ([], ["No value for required variable", 'variable "bucket_admin_principal_arns"']),
-    ):
-        proc = subprocess.run(
-            [terraform.binary, *base, *required, *extra],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert proc.returncode != 0
-        said = " ".join((proc.stdout + proc.stderr).split())
-        assert all(w in said for w in wanted), proc.stderr[-3000:]
-
-
-def test_who_may_reach_the_load_balancer_has_no_default(terraform, initialized_copy):
-    """The page, /metrics and /results expose every URL and its errors: 0.0.0.0/0 must be an
-    explicit choice, never what an unset variable means."""
-    workdir, env = initialized_copy
+    argv = ["plan", "-no-color", "-input=false", "-refresh=false"]
+    for variable in ("image_tag=1.0.0", "aws_region=us-east-1", *variables):
+        argv += ["-var", variable]
     proc = subprocess.run(
-        [
-            terraform.binary,
-            "plan",
-            "-no-color",
-            "-input=false",
-            "-refresh=false",
-            "-var",
-            "image_tag=1.0.0",
-            "-var",
-            "aws_region=us-east-1",
-            "-var",
-            'bucket_admin_principal_arns=["arn:aws:iam::123456789012:role/ci"]',
-        ],
+        [terraform.binary, *argv],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -172,6 +137,26 @@ def test_who_may_reach_the_load_balancer_has_no_default(terraform, initialized_c
         timeout=120,
         check=False,
     )
-    said = " ".join((proc.stdout + proc.stderr).split())
-    assert proc.returncode != 0
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+def test_an_empty_bucket_admin_list_is_refused_at_plan_time(terraform, initialized_copy):
+    """With no admin, the bucket policies would lock everybody out of the targets CSV (and out
+    of a force_destroy teardown); the variable is required and must not be empty."""
+    cidrs = 'alb_ingress_cidrs=["203.0.113.0/24"]'
+    for extra, wanted in (
+        (["bucket_admin_principal_arns=[]"], ["must list at least one role or user ARN"]),
+        ([], ["No value for required variable", 'variable "bucket_admin_principal_arns"']),
+    ):
+        code, said = _plan(terraform, initialized_copy, cidrs, *extra)
+        assert code != 0
+        assert all(w in said for w in wanted), said[-3000:]
+
+
+def test_who_may_reach_the_load_balancer_has_no_default(terraform, initialized_copy):
+    """The page, /metrics and /results expose every URL and its errors: 0.0.0.0/0 must be an
+    explicit choice, never what an unset variable means."""
+    admins = 'bucket_admin_principal_arns=["arn:aws:iam::123456789012:role/ci"]'
+    code, said = _plan(terraform, initialized_copy, admins)
+    assert code != 0
     assert "No value for required variable" in said and 'variable "alb_ingress_cidrs"' in said
