@@ -224,12 +224,16 @@ class _StampedSocket:
 
 
 def _handshake_rtt(sock: socket.socket) -> float | None:
-    """The TCP handshake's round trip in seconds, as the kernel measured it; None if unknown."""
+    """The TCP handshake's round trip in seconds, as the kernel measured it; None if unknown
+    or if the SYN had to be sent again (then the round trip is not the time connect took)."""
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
     except OSError:
         return None
-    return struct.unpack_from("I", info, 68)[0] / 1e6 if len(info) >= 72 else None
+    if len(info) < 104 or struct.unpack_from("I", info, 100)[0]:  # tcpi_total_retrans
+        return None
+    rtt_us: int = struct.unpack_from("I", info, 68)[0]
+    return rtt_us / 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,11 +397,12 @@ class _TracedConnection(HTTPConnection):
                 f"{where} is a link-local or cloud metadata address; refused "
                 "(see --allow-link-local)",
             )
-        started = time.perf_counter()
+        started = attempt_started = time.perf_counter()
         error: OSError | None = None
         rtt: float | None = None
         try:
             for family, sockaddr in allowed:
+                attempt_started = time.perf_counter()
                 sock = socket.socket(family, socket.SOCK_STREAM)
                 try:
                     sock.settimeout(self.timeout if isinstance(self.timeout, float) else None)
@@ -416,8 +421,11 @@ class _TracedConnection(HTTPConnection):
                 return sock
         finally:
             # Counted whether or not it worked: a slow refusal is still connect time.
-            trace.connected_at = time.perf_counter()
-            trace.connect += trace.connected_at - started if rtt is None else rtt
+            now = trace.connected_at = time.perf_counter()
+            if rtt is None:
+                trace.connect += now - started
+            else:  # addresses that failed first, then the kernel's view of the last handshake
+                trace.connect += attempt_started - started + min(rtt, now - attempt_started)
         assert error is not None
         where = f"[{hop.host}]:{hop.port}" if ":" in hop.host else f"{hop.host}:{hop.port}"
         if isinstance(error, TimeoutError):
@@ -582,7 +590,11 @@ class Prober:
             headers_at = time.perf_counter()
             stamps = trace.stamps
             if stamps is not None and stamps.sent is not None and stamps.first is not None:
-                outcome.processing += max(stamps.first - stamps.sent, 0.0)
+                # Kernel stamps are wall-clock times: bounded by the monotonic interval that
+                # contains them, so a clock step (NTP) cannot make a phase of any size.
+                outcome.processing += min(
+                    max(stamps.first - stamps.sent, 0.0), headers_at - trace.connected_at
+                )
             else:
                 outcome.processing += headers_at - trace.connected_at
             outcome.status_code = response.status
@@ -608,7 +620,9 @@ class Prober:
                 continue
             self._read_body(target, method, response, outcome)
             if stamps is not None and stamps.first is not None and stamps.last is not None:
-                outcome.transfer = max(stamps.last - stamps.first, 0.0)
+                outcome.transfer = min(
+                    max(stamps.last - stamps.first, 0.0), time.perf_counter() - trace.connected_at
+                )
             else:
                 outcome.transfer = time.perf_counter() - headers_at
             self._evaluate(target, response.status, outcome)
