@@ -26,6 +26,21 @@ def _gzip(chunks: Iterable[bytes]) -> bytes:
     return b"".join(out)
 
 
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip: named (any case) or by ``*``, and not
+    with ``q=0``."""
+    allowed: dict[str, bool] = {}
+    for item in header.split(","):
+        coding, _, params = item.partition(";")
+        quality = params.strip().lower().replace(" ", "")
+        allowed[coding.strip().lower()] = not (
+            quality.startswith("q=") and quality[2:].rstrip("0").rstrip(".") in ("", "0")
+        )
+    if "gzip" in allowed:
+        return allowed["gzip"]
+    return allowed.get("*", False)
+
+
 def create_app(
     metrics: Callable[[], bytes | Scrape],
     health: Callable[[], tuple[bool, str]],
@@ -43,10 +58,10 @@ def create_app(
     ) -> tuple[str, list[tuple[str, str]], Iterable[bytes], int]:
         """The body as chunks and its length: ~50 MB at 50k targets is never joined whole."""
         body = metrics()
-        headers = [("Content-Type", CONTENT_TYPE)]
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+        headers = [("Content-Type", CONTENT_TYPE), ("Vary", "Accept-Encoding")]
+        if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
             zipped = _gzip([body] if isinstance(body, bytes) else body)
-            headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+            headers.append(("Content-Encoding", "gzip"))
             return "200 OK", headers, [zipped], len(zipped)
         if isinstance(body, bytes):
             return "200 OK", headers, [body], len(body)

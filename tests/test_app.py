@@ -8,7 +8,7 @@ import io
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.app import create_app
+from daemon.app import accepts_gzip, create_app
 from daemon.exposition import Exposition
 from daemon.probe import ProbeResult
 from daemon.results import ResultsStore
@@ -54,6 +54,25 @@ def test_health_and_ready_follow_their_checks(app, state):
     assert call(app, "/ready")[0] == "200 OK"
     status, _, body = call(app, "/health")
     assert status == "503 Service Unavailable" and b"no probe finished" in body
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip_ok"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("deflate, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, deflate", False),
+        ("*;q=0", False),
+        ("x-gzip", False),
+        ("identity", False),
+        ("", False),
+    ],
+)
+def test_gzip_is_used_only_when_the_client_accepts_it(header, gzip_ok):
+    assert accepts_gzip(header) is gzip_ok
 
 
 def test_metrics_use_the_prometheus_text_format_and_gzip_when_asked(app):
