@@ -18,7 +18,6 @@ phase and history; removed ones stop and leave the store; changed ones restart.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import itertools
 import logging
@@ -31,9 +30,8 @@ from gevent.lock import BoundedSemaphore
 
 from daemon.clock import Clock
 from daemon.logs import event
-from daemon.probe import ProbeResult
-from daemon.results import ResultsStore
-from daemon.targets import Target
+from daemon.model import ProbeResult, Target
+from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -137,10 +135,6 @@ class Scheduler:
         )
         self._telemetry.targets.set(len(self._entries))
         self._last_progress = self._clock.monotonic()
-        # A full collection costs ~0.3 s of hub time at 50k targets, felt by every probe in
-        # flight: worth it after a big change (the first load), not for a few edited rows.
-        if len(fresh) + len(removed) > len(self._entries) // 10:
-            _settle_heap()
         return len(fresh) - len(changed), len(removed), len(changed)
 
     def _start_batch(self, targets: Iterable[Target]) -> None:
@@ -304,14 +298,3 @@ class Scheduler:
 
         greenlets = [gevent.spawn(once, t) for t in targets]
         gevent.joinall(greenlets, raise_error=True)
-
-
-def _settle_heap() -> None:
-    """After a load: free the parse's garbage, then leave the survivors out of later GCs.
-
-    A list of 50k targets leaves a few hundred thousand long-lived objects; without
-    ``gc.freeze`` every full collection walks all of them again, a pause of tens of
-    milliseconds in the middle of probes being timed.
-    """
-    gc.collect()
-    gc.freeze()

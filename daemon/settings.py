@@ -105,8 +105,8 @@ _BOOL_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off", ""))
 
 
 class _Parser(argparse.ArgumentParser):

@@ -8,7 +8,7 @@ import itertools
 import gevent
 from gevent.event import Event
 
-from daemon.probe import ProbeResult
+from daemon.model import ProbeResult
 
 
 class FakeClock:

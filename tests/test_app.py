@@ -8,12 +8,11 @@ import io
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.app import accepts_gzip, create_app
-from daemon.exposition import Exposition
-from daemon.probe import ProbeResult
-from daemon.results import ResultsStore
-from daemon.targets import Target
+from daemon.model import ProbeResult, Target
+from daemon.outputs.exposition import Exposition
+from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
+from daemon.web import accepts_gzip, create_app
 from tests.fakes import result
 
 

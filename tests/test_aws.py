@@ -13,7 +13,9 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
-from daemon.cloudwatch import (
+from daemon.aws import make_client
+from daemon.model import Target
+from daemon.outputs.cloudwatch import (
     MAX_DATUMS_PER_REQUEST,
     MAX_DIMENSION_VALUE,
     MAX_REQUEST_BYTES,
@@ -24,12 +26,13 @@ from daemon.cloudwatch import (
     dimension_value,
     encoded_size,
 )
-from daemon.results import ResultsStore
-from daemon.s3 import S3ResultsFile, S3TargetSource, make_client
-from daemon.sinks import Snapshot
-from daemon.sources import SourceError
-from daemon.targets import Target
+from daemon.outputs.document import Snapshot
+from daemon.outputs.results_file import S3ResultsFile
+from daemon.sources.base import SourceError
+from daemon.sources.s3 import S3TargetSource
+from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
+from daemon.web import results_answer
 from tests.fakes import result
 from tests.support import MotoServer
 
@@ -109,19 +112,29 @@ def test_results_are_one_json_object_with_the_status_page_beside_it(s3):
     assert obj["ContentType"] == "application/json"
     assert obj["CacheControl"] == "no-cache"
     assert json.loads(obj["Body"].read())["application"] == "shop"
-    page = s3.get_object(Bucket="upcheck-results", Key="prod/status.html")
+    page = s3.get_object(Bucket="upcheck-results", Key="prod/results.html")
     assert page["ContentType"].startswith("text/html")
     assert b"<h1>shop</h1>" in page["Body"].read()
 
 
+def test_two_applications_sharing_a_prefix_keep_their_own_status_pages(s3):
+    shop = S3ResultsFile("s3://upcheck-results/prod/shop.json", client=s3)
+    blog = S3ResultsFile("s3://upcheck-results/prod/blog.json", client=s3)
+    shop.publish(snapshot())
+    blog.publish(Snapshot(ResultsStore(), "blog", targets_load_success=True))
+    shop_page = s3.get_object(Bucket="upcheck-results", Key="prod/shop.html")["Body"].read()
+    blog_page = s3.get_object(Bucket="upcheck-results", Key="prod/blog.html")["Body"].read()
+    assert b"<h1>shop</h1>" in shop_page and b"<h1>blog</h1>" in blog_page
+
+
 def test_get_results_redirects_to_a_presigned_url_that_expires_within_5_minutes(s3):
     live = b'{"schema":1,"live":true}'
-    sink = S3ResultsFile("s3://upcheck-results/prod/results.json", client=s3, live=lambda: live)
+    sink = S3ResultsFile("s3://upcheck-results/prod/results.json", client=s3)
     # Before this process's first write, the object may be missing or a past run's: live.
-    status, headers, body = sink.results_answer()
+    status, headers, body = results_answer(sink, False, lambda: live)
     assert status == "200 OK" and ("X-Upcheck-Results", "live") in headers and body == live
     sink.publish(snapshot())
-    status, headers, _ = sink.results_answer()
+    status, headers, _ = results_answer(sink, True, lambda: live)
     assert status == "302 Found"
     location = dict(headers)["Location"]
     query = parse_qs(urlsplit(location).query)

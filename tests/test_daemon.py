@@ -67,7 +67,7 @@ def test_a_running_daemon_serves_every_endpoint(tmp_path, sites):
         assert broken["error_kind"] == "http_status" and broken["consecutive_failures"] >= 1
         assert set(broken["phases_ms"]) == {"resolve", "connect", "tls", "processing", "transfer"}
         assert by_name["ok"]["up"] is True and by_name["ok"]["error_kind"] is None
-        assert (results.parent / "status.html").exists()
+        assert (results.parent / "results.html").exists()  # named after the results file
 
         status, headers, page = daemon.get("/")
         assert status == 200 and headers["Content-Type"].startswith("text/html")

@@ -17,8 +17,10 @@ import pytest
 import trustme
 from cryptography import x509
 
-from daemon.probe import MAX_BODY_BYTES, MAX_REDIRECTS, Prober, ProbeResult
-from daemon.targets import Target, parse_expected_status
+from daemon.model import ProbeResult, Target
+from daemon.probe.exchange import MAX_BODY_BYTES
+from daemon.probe.prober import MAX_REDIRECTS, Prober
+from daemon.sources.parse import parse_expected_status
 from tests import servers as srv
 
 LOOPBACK = [(socket.AF_INET, ("127.0.0.1", 0))]

@@ -16,8 +16,8 @@ import gevent
 import pytest
 from gevent import monkey
 
-from daemon.probe import Prober
-from daemon.targets import Target
+from daemon.model import Target
+from daemon.probe.prober import Prober
 
 
 @pytest.fixture

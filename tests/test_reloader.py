@@ -8,9 +8,9 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.reloader import Reloader
-from daemon.sources import LocalFileSource
-from daemon.targets import Target
+from daemon.model import Target
+from daemon.sources.file import LocalFileSource
+from daemon.sources.reloader import Reloader
 from daemon.telemetry import Telemetry
 from tests.fakes import FakeClock
 
@@ -19,7 +19,7 @@ BAD = b"url\nnot a url\n"
 
 
 class Applied:
-    """Stands in for the scheduler: remembers each list it was given."""
+    """Stands in for the scheduler's apply: remembers each list it was given."""
 
     def __init__(self) -> None:
         self.lists: list[list[str]] = []
@@ -41,12 +41,12 @@ def gauge(telemetry: Telemetry, name: str) -> float | None:
 def make(path, telemetry) -> tuple[Reloader, Applied]:
     applied = Applied()
     source = LocalFileSource(str(path))
-    reloader = Reloader(source, applied, telemetry, FakeClock(), 60.0)  # type: ignore[arg-type]
+    reloader = Reloader(source, applied.apply, telemetry, FakeClock(), 60.0)
     return reloader, applied
 
 
 def test_an_unreadable_then_unchanged_file_is_reported_as_recovered(tmp_path, telemetry, caplog):
-    caplog.set_level(logging.INFO, logger="daemon.reloader")
+    caplog.set_level(logging.INFO, logger="daemon.sources.reloader")
     path = tmp_path / "urls.csv"
     path.write_bytes(GOOD)
     reloader, applied = make(path, telemetry)

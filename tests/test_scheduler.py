@@ -6,9 +6,9 @@ import gevent
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.results import ResultsStore
+from daemon.model import Target
 from daemon.scheduler import Scheduler
-from daemon.targets import Target
+from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 from tests.fakes import FakeClock, result
 

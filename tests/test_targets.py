@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from daemon.model import Target
 from daemon.redact import redact_text, redact_url
-from daemon.targets import (
-    Target,
+from daemon.sources.parse import (
     TargetsError,
     check_url,
     parse_expected_status,

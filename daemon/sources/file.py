@@ -1,38 +1,11 @@
-"""Where the targets CSV comes from: a local file now, S3 too (see ``s3.py``).
-
-A source answers one question cheaply: "has the file changed since the checksum I gave you?"
-It downloads (or reads) the content only when it has, so a reload check every minute costs one
-``stat`` + hash locally and one conditional GET on S3.
-"""
+"""The targets CSV on local disk; the checksum is the SHA-256 of its bytes."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Protocol
+import os
 
-
-class SourceError(Exception):
-    """The source could not be read right now; the last good list stays in force."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    data: bytes
-    checksum: str
-
-
-class TargetSource(Protocol):
-    """Anything that can hand out the targets CSV when it changed."""
-
-    description: str
-
-    def fetch(self, known_checksum: str | None) -> Fetched | None:
-        """Return the content when its checksum differs from ``known_checksum``, else None.
-
-        Raises :class:`SourceError` when the source cannot be read.
-        """
-        ...
+from daemon.sources.base import Fetched, SourceError
 
 
 class LocalFileSource:
@@ -50,8 +23,6 @@ class LocalFileSource:
         self._checksum: str | None = None
 
     def fetch(self, known_checksum: str | None) -> Fetched | None:
-        import os
-
         try:
             st = os.stat(self.path)
             stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)

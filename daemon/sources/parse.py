@@ -1,4 +1,4 @@
-"""The targets CSV: what a :class:`Target` is and how a file becomes a list of them.
+"""The targets CSV into :class:`~daemon.model.Target` values, with line-numbered errors.
 
 Parsing never raises on a bad row: the row is skipped and reported as ``line N: reason``. A file
 that cannot be decoded, or that has rows but none valid, is rejected whole by raising
@@ -9,39 +9,19 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from daemon.model import DEFAULT_EXPECTED, Target
 from daemon.redact import authority_is_ambiguous, redact_url
 
 METHODS = ("GET", "HEAD")
-DEFAULT_EXPECTED = ((200, 399),)
 COLUMNS = ("url", "name", "interval", "timeout", "method", "expected_status", "body_contains")
 
 
 class TargetsError(ValueError):
     """The whole targets file is unusable; the last good list stays in force."""
-
-
-@dataclass(frozen=True, slots=True, weakref_slot=True)
-class Target:
-    """One URL to watch, with its own settings (``None`` means: use the daemon's default)."""
-
-    url: str
-    name: str
-    interval: float | None = None
-    timeout: float | None = None
-    method: str = "GET"
-    expected_status: tuple[tuple[int, int], ...] = DEFAULT_EXPECTED
-    body_contains: str | None = None
-
-    @property
-    def display_url(self) -> str:
-        """The URL as written, with credentials masked: the only form ever shown."""
-        return redact_url(self.url)
-
-    def status_ok(self, status: int) -> bool:
-        return any(low <= status <= high for low, high in self.expected_status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +64,7 @@ def _seconds(column: str, raw: str) -> float | None:
     return value
 
 
-_NO_HEADER = ["url", "name"]
+_NO_HEADER = ("url", "name")
 
 
 def check_url(url: str) -> str:
@@ -163,7 +143,7 @@ def parse_targets(data: bytes) -> ParsedTargets:
         except csv.Error as exc:
             errors.append((number, f"not valid CSV: {exc}"))
 
-    header = _NO_HEADER
+    header: Sequence[str] = _NO_HEADER
     body = rows
     if rows and "url" in (first := [cell.strip().lower() for cell in rows[0][1]]):
         header, body = first, rows[1:]

@@ -30,12 +30,11 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from daemon.aws import LazyClient, describe_error
 from daemon.logs import event
-from daemon.probe import ProbeResult
-from daemon.results import ResultsStore
-from daemon.s3 import describe_error, make_client
-from daemon.sinks import Snapshot
-from daemon.targets import Target
+from daemon.model import ProbeResult, Target
+from daemon.outputs.document import Snapshot
+from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -152,7 +151,7 @@ def _refuses_the_data(exc: ClientError) -> bool:
     return status == 400 and code in _INVALID_DATA_CODES
 
 
-class CloudWatchSink:
+class CloudWatchSink(LazyClient):
     name = "cloudwatch"
 
     def __init__(
@@ -165,22 +164,16 @@ class CloudWatchSink:
         client: Any | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__("cloudwatch", client)
         self.namespace = namespace
         self.application = application
         self.url_metrics = frozenset(url_metrics)
         self._telemetry = telemetry
-        self._client = client
         self._max_pending = max_pending
         self._aggregates: dict[str, _Aggregate] = {}
         self._pending: deque[dict[str, Any]] = deque()
         if self.url_metrics:
             store.subscribe(self._on_result)
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = make_client("cloudwatch")
-        return self._client
 
     def _on_result(self, target: Target, result: ProbeResult) -> None:
         aggregate = self._aggregates.get(target.display_url)

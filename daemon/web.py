@@ -1,7 +1,8 @@
 """The HTTP face of the daemon, as a WSGI app: /metrics, /health, /ready, /results and /.
 
 Built by :func:`create_app` from callables, so it can be tested in-process without a scheduler
-or a socket, and served by ``gevent.pywsgi`` in production.
+or a socket, and served by ``gevent.pywsgi`` in production. How ``GET /results`` answers for
+each kind of results file lives here too (:func:`results_answer`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,43 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from daemon.exposition import CONTENT_TYPE, Scrape
+from daemon.outputs.exposition import CONTENT_TYPE, Scrape
+from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
 
 StartResponse = Callable[..., Any]
 Answer = tuple[str, list[tuple[str, str]], bytes]
 
-_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+_TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
+_JSON = (("Content-Type", "application/json"), ("Cache-Control", "no-cache"))
+
+
+def results_answer(
+    results_file: LocalResultsFile | S3ResultsFile | None,
+    written: bool,
+    live: Callable[[], bytes],
+) -> Answer:
+    """``GET /results``: the results file as this process last wrote it (local: the JSON
+    itself; S3: a 302 to a presigned link). Before its first write (one publish interval after
+    the start), the same document built from the results as they are now, marked
+    ``X-Upcheck-Results: live``: a file left by an earlier run is not today's news."""
+    if results_file is None:
+        return "404 Not Found", list(_TEXT), b"results file disabled\n"
+    if written and isinstance(results_file, S3ResultsFile):
+        try:
+            url = results_file.presigned_url()
+        except RuntimeError as exc:
+            return "503 Service Unavailable", list(_TEXT), f"{exc}\n".encode()
+        return (
+            "302 Found",
+            [("Location", url), ("Cache-Control", "no-store"), *_TEXT],
+            b"see the presigned URL in Location\n",
+        )
+    if written and isinstance(results_file, LocalResultsFile):
+        try:
+            return "200 OK", list(_JSON), results_file.read()
+        except OSError:
+            pass  # removed or replaced behind our back (the publisher says so): build it now
+    return "200 OK", [*_JSON, ("X-Upcheck-Results", "live")], live()
 
 
 def _gzip(chunks: Iterable[bytes]) -> bytes:

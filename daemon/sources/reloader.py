@@ -1,4 +1,4 @@
-"""Watches the targets source and hands each good new list to the scheduler.
+"""Watches the targets source and hands each good new list on (to the scheduler, via runtime).
 
 Checked every reload interval; a list is parsed and applied only when the source's checksum
 changed. A source that cannot be read, or a file rejected whole, leaves the last good list in
@@ -9,30 +9,34 @@ interval so a daemon started before its bucket exists comes up as soon as it can
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 import gevent
 
 from daemon.clock import Clock
 from daemon.logs import event
-from daemon.scheduler import Scheduler
-from daemon.sources import SourceError, TargetSource
-from daemon.targets import TargetsError, parse_targets
+from daemon.model import Target
+from daemon.sources.base import SourceError, TargetSource
+from daemon.sources.parse import TargetsError, parse_targets
 from daemon.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+# Takes a whole new list; answers how many targets were (added, removed, changed).
+Apply = Callable[[Sequence[Target]], tuple[int, int, int]]
 
 
 class Reloader:
     def __init__(
         self,
         source: TargetSource,
-        scheduler: Scheduler,
+        apply: Apply,
         telemetry: Telemetry,
         clock: Clock,
         reload_interval: float,
     ) -> None:
         self._source = source
-        self._scheduler = scheduler
+        self._apply = apply
         self._telemetry = telemetry
         self._clock = clock
         self._reload_interval = reload_interval
@@ -63,7 +67,7 @@ class Reloader:
             )
         if not parsed.targets:
             log.warning(event("targets_empty", source=self._source.description))
-        added, removed, changed = self._scheduler.apply(parsed.targets)
+        added, removed, changed = self._apply(parsed.targets)
         self._checksum = fetched.checksum
         self._telemetry.targets_loaded(len(parsed.targets), len(parsed.errors))
         log.info(

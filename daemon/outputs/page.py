@@ -1,86 +1,10 @@
-"""The results document (JSON, schema 1) and the HTML status page built from it.
-
-Both are views of the results store at one instant. The status page is rendered from the
-document alone, so the copy published beside the results file is the same page ``GET /`` shows.
-"""
+"""The HTML status page, rendered from the results document alone, so the copy published
+beside the results file is the same page ``GET /`` shows."""
 
 from __future__ import annotations
 
 import html
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
-
-from daemon.probe import PHASES
-from daemon.results import ResultsStore, TargetState
-
-SCHEMA = 1
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _entry(state: TargetState) -> dict[str, Any]:
-    target, result = state.target, state.last
-    base: dict[str, Any] = {"name": target.name, "url": target.display_url}
-    if result is None:
-        base.update(
-            up=None,
-            status_code=None,
-            response_time_ms=None,
-            checked_at=None,
-            error_kind=None,
-            error=None,
-            consecutive_failures=0,
-            phases_ms=None,
-            cert_expires_at=None,
-            history=[],
-        )
-        return base
-    base.update(
-        up=result.up,
-        status_code=result.status_code,
-        response_time_ms=round(result.duration * 1000, 1),
-        checked_at=iso(result.started_at),
-        error_kind=result.error_kind,
-        error=result.error,
-        consecutive_failures=state.consecutive_failures,
-        phases_ms={p: round(s * 1000, 1) for p, s in zip(PHASES, result.phases, strict=True)},
-        cert_expires_at=iso(result.cert_expiry),
-        history=[round(p.response_time_ms, 1) if p.up else None for p in state.history()],
-    )
-    return base
-
-
-def build_document(
-    store: ResultsStore,
-    application: str,
-    now: float | None = None,
-    pause: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """The results document. ``pause`` is called every few hundred targets so that, with
-    gevent, building it for a large fleet does not hold up the probes running meanwhile."""
-    entries = []
-    for index, state in enumerate(store.states(), start=1):
-        entries.append(_entry(state))
-        if pause is not None and index % 500 == 0:
-            pause()
-    up = sum(1 for e in entries if e["up"] is True)
-    down = sum(1 for e in entries if e["up"] is False)
-    return {
-        "schema": SCHEMA,
-        "generated_at": iso(time.time() if now is None else now),
-        "application": application,
-        "targets_total": len(entries),
-        "targets_up": up,
-        "targets_down": down,
-        "results": entries,
-    }
-
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2127;background:#fafbfc}

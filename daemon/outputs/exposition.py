@@ -14,9 +14,8 @@ from operator import itemgetter
 
 from prometheus_client import generate_latest
 
-from daemon.probe import PHASES, ProbeResult
-from daemon.results import ResultsStore, TargetState
-from daemon.targets import Target
+from daemon.model import PHASES, ProbeResult, Target
+from daemon.store import ResultsStore, TargetState
 from daemon.telemetry import Telemetry
 
 # (name, type, help) in exposition order; the order of the tuple each target renders.

@@ -7,13 +7,11 @@ greenlet switch can happen in the middle of these methods.
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from daemon.probe import ProbeResult
-from daemon.targets import Target
+from daemon.model import ProbeResult, Target
 
 HISTORY = 20  # results kept per target for the status page
 
@@ -115,8 +113,3 @@ class ResultsStore:
                 else:
                     down += 1
         return len(self._states), up, down
-
-
-def finite(value: float) -> float:
-    """Guard against NaN/inf reaching a sink that rejects them."""
-    return value if math.isfinite(value) else 0.0

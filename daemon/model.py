@@ -1,0 +1,69 @@
+"""The values that flow between the stages: what to probe (:class:`Target`) and what a probe
+saw (:class:`ProbeResult`).
+
+Plain frozen values and nothing else: this module imports no I/O library, so every stage can
+use them without pulling in the probe's transport (urllib3, requests) or AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from daemon.redact import redact_url
+
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+
+ErrorKind = Literal[
+    "dns",
+    "connect",
+    "tls",
+    "timeout",
+    "http_status",
+    "body_mismatch",
+    "too_many_redirects",
+    "too_large",
+    "protocol",
+    "blocked",
+]
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+
+DEFAULT_EXPECTED = ((200, 399),)
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class Target:
+    """One URL to watch, with its own settings (``None`` means: use the daemon's default)."""
+
+    url: str
+    name: str
+    interval: float | None = None
+    timeout: float | None = None
+    method: str = "GET"
+    expected_status: tuple[tuple[int, int], ...] = DEFAULT_EXPECTED
+    body_contains: str | None = None
+
+    @property
+    def display_url(self) -> str:
+        """The URL as written, with credentials masked: the only form ever shown."""
+        return redact_url(self.url)
+
+    def status_ok(self, status: int) -> bool:
+        return any(low <= status <= high for low, high in self.expected_status)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one probe of one URL saw. ``error_kind`` is None exactly when ``up`` is true."""
+
+    up: bool
+    status_code: int | None
+    duration: float  # seconds: the sum of the phases if complete, else until it was cut off
+    phases: tuple[float, float, float, float, float]  # seconds, in PHASES order
+    content_length: int  # body bytes received (Content-Length for HEAD); -1 if unknown
+    redirects: int
+    ssl: bool  # the final URL was https
+    cert_expiry: float | None  # unix time of the leaf certificate's expiry, if one was seen
+    error_kind: ErrorKind | None
+    error: str | None
+    started_at: float  # unix time

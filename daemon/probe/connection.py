@@ -1,0 +1,252 @@
+"""One fresh connection for one hop: resolve, the block list, connect, TLS, all timed.
+
+An urllib3 connection that resolves names itself (timed, checked against the link-local block
+list before any packet is sent; an IP literal is used as is, with no resolver call), times
+connect and TLS separately with the one SSL context built at start, reads the leaf
+certificate's expiry, and closes its socket when the deadline strikes in the middle of connect
+or handshake.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from urllib3.connection import HTTPConnection
+
+from daemon.probe import kernel_clock
+from daemon.probe.classify import (
+    blocked_failure,
+    connect_failure,
+    dns_failure,
+    handshake_failure,
+)
+
+# (family, sockaddr) pairs, as socket.getaddrinfo gives them.
+Address = tuple[int, tuple[Any, ...]]
+Resolver = Callable[[str, int], Sequence[Address]]
+
+BLOCKED_NETS = (
+    ipaddress.ip_network("169.254.0.0/16"),  # link-local, incl. the EC2/ECS metadata services
+    ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
+    ipaddress.ip_network("fd00:ec2::254/128"),  # EC2 metadata over IPv6
+)
+
+
+def system_resolver(host: str, port: int) -> list[Address]:
+    """Resolve with the (gevent-patched) system resolver; IPv4 first, then IPv6."""
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    return [(info[0], info[4]) for info in infos]
+
+
+def ip_version(host: str) -> int | None:
+    """4 or 6 when ``host`` is an IP literal, else None."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def is_blocked(host: Any) -> bool:
+    """Whether an address (text) is link-local or a cloud metadata address."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in BLOCKED_NETS)
+
+
+class Addresses:
+    """Address checks with their answers cached per host string (bounded): parsing an address
+    with ipaddress costs as much as a good part of a probe's own code, and a list usually names
+    few distinct hosts. One per prober, so no cache lives at module level."""
+
+    def __init__(self, allow_link_local: bool, size: int = 4096) -> None:
+        self.allow_link_local = allow_link_local
+        self._version = functools.lru_cache(maxsize=size)(ip_version)
+        self._blocked = functools.lru_cache(maxsize=size)(is_blocked)
+
+    def literal(self, host: str, port: int) -> Address | None:
+        """The address itself when ``host`` is an IP literal, else None."""
+        version = self._version(host)
+        if version is None:
+            return None
+        if version == 6:
+            return socket.AF_INET6, (host, port, 0, 0)
+        return socket.AF_INET, (host, port)
+
+    def allowed(self, addresses: Sequence[Address]) -> list[Address]:
+        if self.allow_link_local:
+            return list(addresses)
+        return [a for a in addresses if not self._blocked(a[1][0])]
+
+
+@dataclass(slots=True)
+class Trace:
+    """Per-probe state the connection writes into: phase times, certificates, and what must be
+    closed when the probe ends."""
+
+    resolver: Resolver
+    addresses: Addresses
+    resolve: float = 0.0
+    connect: float = 0.0
+    tls: float = 0.0
+    connected_at: float = 0.0  # perf_counter when the connection became ready for the request
+    cert_expiries: list[float] = field(default_factory=list)
+    conn: HTTPConnection | None = None  # the hop's connection, closed when the probe ends
+    stamps: kernel_clock.Stamps | None = None  # the hop's kernel times (plain http only)
+    sock: socket.socket | None = None  # the hop's socket itself, closed when the probe ends
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        if self.sock is not None:
+            self.sock.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one hop connects: the name or bare IP (no brackets), the port, and the address
+    itself when the host is an IP literal."""
+
+    host: str
+    port: int
+    https: bool
+    literal: Address | None
+
+
+class TracedConnection(HTTPConnection):
+    """An urllib3 connection that resolves, connects and (for https) shakes hands itself,
+    timing each step into the probe's :class:`Trace`."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        timeout: float | None,
+        trace: Trace,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(endpoint.host, endpoint.port, timeout=timeout)
+        # urllib3 leaves the port out of the Host header when it is this one.
+        self.default_port = 443 if endpoint.https else 80  # type: ignore[misc]
+        self._endpoint = endpoint
+        self._trace = trace
+        self._ssl_context = ssl_context
+
+    def connect(self) -> None:
+        sock = self._trace.sock = self._new_conn()
+        self._trace.stamps = None
+        if self._ssl_context is not None:
+            sock = self._trace.sock = self._handshake(sock, self._ssl_context)
+        else:
+            watched = kernel_clock.watch(sock)
+            if watched is not None:
+                sock, self._trace.stamps = watched
+        self.sock = sock
+
+    def _addresses(self) -> list[Address]:
+        endpoint, trace = self._endpoint, self._trace
+        if endpoint.literal is not None:
+            return [endpoint.literal]  # an IP literal: nothing to resolve, no resolver call
+        started = time.perf_counter()
+        try:
+            addresses = list(trace.resolver(endpoint.host, endpoint.port))
+        except (OSError, UnicodeError) as exc:
+            raise dns_failure(endpoint.host, exc) from None
+        finally:
+            trace.resolve += time.perf_counter() - started
+        if not addresses:
+            raise dns_failure(endpoint.host, None)
+        return addresses
+
+    def _new_conn(self) -> socket.socket:
+        endpoint, trace = self._endpoint, self._trace
+        addresses = self._addresses()
+        allowed = trace.addresses.allowed(addresses)
+        if not allowed:
+            raise blocked_failure(endpoint.host, addresses[0][1][0])
+        started = attempt_started = time.perf_counter()
+        error: OSError | None = None
+        rtt: float | None = None
+        try:
+            for family, sockaddr in allowed:
+                attempt_started = time.perf_counter()
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(self.timeout if isinstance(self.timeout, float) else None)
+                    # No TCP_NODELAY: the request goes out in one write with nothing unacked
+                    # before it, which Nagle never delays; that saves a syscall a probe.
+                    sock.connect(sockaddr)
+                except OSError as exc:
+                    sock.close()
+                    error = exc
+                    continue
+                except BaseException:  # the deadline (gevent.Timeout) or a kill
+                    sock.close()
+                    raise
+                if self._ssl_context is None:
+                    rtt = kernel_clock.handshake_rtt(sock)
+                return sock
+        finally:
+            # Counted whether or not it worked: a slow refusal is still connect time.
+            now = trace.connected_at = time.perf_counter()
+            if rtt is None:
+                trace.connect += now - started
+            else:  # addresses that failed first, then the kernel's view of the last handshake
+                trace.connect += attempt_started - started + min(rtt, now - attempt_started)
+        assert error is not None
+        raise connect_failure(endpoint.host, endpoint.port, error) from None
+
+    def _handshake(self, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
+        """TLS on ``sock``, verified by ``context`` (chain and host name), timed."""
+        trace, host = self._trace, self._endpoint.host
+        tls: ssl.SSLSocket | None = None
+        try:
+            # For an IP literal, ssl sends no SNI but still checks the address against the
+            # certificate's IP SANs.
+            # A fully qualified name's trailing dot is not part of the certificate's names.
+            tls = context.wrap_socket(
+                sock, server_hostname=host.rstrip("."), do_handshake_on_connect=False
+            )
+            tls.do_handshake()
+        except BaseException as exc:
+            (tls or sock).close()
+            failure = handshake_failure(host, exc)
+            if failure is None:
+                raise
+            raise failure from None
+        now = time.perf_counter()
+        trace.tls += now - trace.connected_at
+        trace.connected_at = now
+        cert = tls.getpeercert()
+        not_after = cert.get("notAfter") if cert else None
+        if isinstance(not_after, str):
+            trace.cert_expiries.append(float(ssl.cert_time_to_seconds(not_after)))
+        return tls
+
+
+def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The TLS context every probe shares: system CAs, certifi's, and the user's extra ones.
+
+    Built once: loading CA bundles costs milliseconds, far more than a probe's TLS setup.
+    ``SSL_CERT_FILE`` is honoured by OpenSSL's default paths; ``REQUESTS_CA_BUNDLE`` and
+    ``--ca-file`` are added on top.
+    """
+    import certifi
+
+    context = ssl.create_default_context()
+    context.load_verify_locations(certifi.where())
+    for extra in (os.environ.get("REQUESTS_CA_BUNDLE"), ca_file):
+        if extra:
+            context.load_verify_locations(extra)
+    return context

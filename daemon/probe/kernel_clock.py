@@ -1,0 +1,149 @@
+"""The kernel's view of a plain-http exchange's timing (Linux).
+
+``SO_TIMESTAMPNS`` stamps received data with the time it arrived (``CLOCK_REALTIME``, as an
+``SCM_TIMESTAMPNS`` message), and ``TCP_INFO``'s ``tcpi_rtt`` holds the handshake's round trip
+right after connect. Timed this way, a probe whose greenlet waits behind others on a busy event
+loop is not charged for the wait. The interface is small: :func:`watch` a connected socket,
+read its :class:`Stamps`, and :func:`handshake_rtt`. Where the kernel offers none of it, the
+probe falls back to user-space clocks.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+AVAILABLE = sys.platform == "linux"
+_SO_TIMESTAMPNS = 35
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if AVAILABLE else 0
+
+
+@dataclass(slots=True)
+class Stamps:
+    """When one plain-http hop's request left and its response's bytes arrived.
+
+    Unix times: ``sent`` when the request was handed to the kernel, ``first`` and ``last``
+    the kernel's receive times of the first and the last read.
+    """
+
+    sent: float | None = None
+    first: float | None = None
+    last: float | None = None
+
+    def processing(self, bound: float) -> float | None:
+        """Request sent to first byte in, at most ``bound`` (the monotonic interval around it:
+        kernel stamps are wall-clock times, and a clock step must not make a phase of any
+        size); None when the kernel did not stamp both ends."""
+        if self.sent is None or self.first is None:
+            return None
+        return min(max(self.first - self.sent, 0.0), bound)
+
+    def transfer(self, bound: float) -> float | None:
+        """First byte to last byte, at most ``bound``; None when not stamped."""
+        if self.first is None or self.last is None:
+            return None
+        return min(max(self.last - self.first, 0.0), bound)
+
+
+class _StampedReader(io.RawIOBase):
+    """The response side of :class:`_StampedSocket`: ``recvmsg_into`` with the timestamp."""
+
+    def __init__(self, owner: _StampedSocket, sock: socket.socket, stamps: Stamps) -> None:
+        super().__init__()
+        self._owner = owner
+        self._sock = sock
+        self._stamps = stamps
+
+    def close(self) -> None:
+        if not self.closed:
+            self._owner.reader_closed()
+        super().close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size, ancillary, _flags, _address = self._sock.recvmsg_into([buffer], _ANCILLARY)
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                at = seconds + nanoseconds * 1e-9
+                if self._stamps.first is None:
+                    self._stamps.first = at
+                self._stamps.last = at
+        return int(size)
+
+
+class _StampedSocket:
+    """A plain TCP socket as http.client sees it, noting the kernel's times (see Stamps).
+
+    Like ``socket.makefile``, closing it while a response is still being read defers the real
+    close until that reader is closed too (http.client closes a ``Connection: close``
+    connection as soon as the headers are in, and reads the body afterwards).
+    """
+
+    def __init__(self, sock: socket.socket, stamps: Stamps) -> None:
+        self._sock = sock
+        self._stamps = stamps
+        self._readers = 0
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        if self._readers == 0:
+            self._sock.close()
+
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers == 0:
+            self._sock.close()
+
+    def sendall(self, data: Any, *args: Any) -> None:
+        # A request fits the socket's buffer: one send() usually takes it all, without
+        # gevent's sendall machinery (a getsockopt for the buffer size on every call).
+        sent = self._sock.send(data, *args)
+        if sent < len(data):
+            self._sock.sendall(memoryview(data)[sent:], *args)
+        self._stamps.sent = time.time()
+
+    def makefile(self, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        self._readers += 1
+        return io.BufferedReader(_StampedReader(self, self._sock, self._stamps))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def watch(sock: socket.socket) -> tuple[socket.socket, Stamps] | None:
+    """``sock`` wrapped so that the kernel's send and receive times land in the returned
+    :class:`Stamps`; None where the kernel does not stamp (use user-space clocks)."""
+    if not AVAILABLE:
+        return None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return None
+    stamps = Stamps()
+    return _StampedSocket(sock, stamps), stamps  # type: ignore[return-value]
+
+
+def handshake_rtt(sock: socket.socket) -> float | None:
+    """The TCP handshake's round trip in seconds, as the kernel measured it; None if unknown
+    or if the SYN had to be sent again (then the round trip is not the time connect took)."""
+    if not AVAILABLE:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < 104 or struct.unpack_from("I", info, 100)[0]:  # tcpi_total_retrans
+        return None
+    rtt_us: int = struct.unpack_from("I", info, 68)[0]
+    return rtt_us / 1e6
