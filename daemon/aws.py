@@ -20,7 +20,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def make_client(service: str) -> Any:
+def make_client(
+    service: str, connect_timeout: float = 5, read_timeout: float = 20, attempts: int = 3
+) -> Any:
     """A boto3 client of its own session (boto3's default session is not greenlet-safe).
 
     boto3 is imported here, on first use: it costs ~25 MB and 0.1 s, which a daemon with a
@@ -33,16 +35,16 @@ def make_client(service: str) -> Any:
     # throttling and 5xx); our callers retry again at their own pace.
     # SigV4 everywhere, so presigned links carry X-Amz-Expires and work in every region.
     config = Config(
-        connect_timeout=5,
-        read_timeout=20,
-        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"max_attempts": attempts, "mode": "standard"},
         signature_version="v4",
         s3={"signature_version": "s3v4"},
     )
     return boto3.session.Session().client(service, config=config)
 
 
-def describe_error(exc: Exception) -> str:
+def describe_error(exc: BaseException) -> str:
     """A short, credential-free reason: the AWS error code and message, or the transport error."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})

@@ -8,6 +8,7 @@ Data flows one way: targets source -> scheduler -> probe -> results store -> out
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import signal
 import sys
@@ -28,10 +29,18 @@ from daemon.outputs.document import Snapshot
 from daemon.outputs.exposition import Exposition
 from daemon.outputs.publisher import Publisher, Sink
 from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
+from daemon.outputs.shared_results import SharedResults
 from daemon.probe.connection import make_ssl_context
 from daemon.probe.prober import Prober
 from daemon.scheduler import Scheduler
 from daemon.settings import ConfigError, Settings, load
+from daemon.sharding import rendezvous
+from daemon.sharding.membership import (
+    EcsMembership,
+    Membership,
+    MembershipError,
+    StaticMembership,
+)
 from daemon.sources.base import SourceError, TargetSource
 from daemon.sources.file import LocalFileSource
 from daemon.sources.parse import TargetsError, parse_targets
@@ -62,26 +71,23 @@ def make_results_file(settings: Settings) -> LocalResultsFile | S3ResultsFile | 
     return LocalResultsFile(settings.results)
 
 
-def make_sinks(
-    settings: Settings,
-    store: ResultsStore,
-    telemetry: Telemetry,
-    results_file: Sink | None,
-) -> list[Sink]:
-    sinks: list[Sink] = [] if results_file is None else [results_file]
-    if settings.cloudwatch_namespace:
-        from daemon.outputs.cloudwatch import CloudWatchSink
+def make_membership(settings: Settings, clock: SystemClock) -> Membership | None:
+    spec = settings.shard
+    if spec.mode == "static":
+        return StaticMembership(spec.index, spec.count)
+    if spec.mode == "ecs":
+        assert settings.ecs_metadata_url is not None
+        from daemon.aws import make_client
 
-        sinks.append(
-            CloudWatchSink(
-                namespace=settings.cloudwatch_namespace,
-                application=settings.app_name,
-                url_metrics=settings.cloudwatch_url_metrics,
-                store=store,
-                telemetry=telemetry,
-            )
+        return EcsMembership(
+            settings.ecs_metadata_url,
+            # Short timeouts: a refresh must not hang for minutes while the last membership
+            # stays in force anyway.
+            lambda: make_client("ecs", connect_timeout=2, read_timeout=5, attempts=2),
+            clock,
+            refresh_interval=settings.shard_refresh_interval,
         )
-    return sinks
+    return None
 
 
 def settle_heap() -> None:
@@ -113,6 +119,9 @@ class Daemon:
             allow_link_local=settings.allow_link_local,
             default_timeout=settings.timeout,
         )
+        self.membership = make_membership(settings, self.clock)
+        self._ring: rendezvous.Ring | None = None
+        self._targets: tuple[Target, ...] = ()  # the whole list in force, owned or not
         self.scheduler = Scheduler(
             self.prober.probe,
             self.store,
@@ -121,13 +130,15 @@ class Daemon:
             interval=settings.interval,
             timeout=settings.timeout,
             concurrency=settings.concurrency,
+            phase=None if self.membership is None else self._shared_phase,
         )
         self.source = make_source(settings)
         self.reloader = Reloader(
             self.source, self.apply, self.telemetry, self.clock, settings.reload_interval
         )
         self.results_file = make_results_file(settings)
-        self.sinks = make_sinks(settings, self.store, self.telemetry, self.results_file)
+        self.shared_results: SharedResults | None = None
+        self.sinks = self._make_sinks()
         self.publishers = [
             Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)
             for sink in self.sinks
@@ -136,14 +147,131 @@ class Daemon:
         self._view_lock = Semaphore()
         self._view: tuple[float, Snapshot] | None = None
 
+    def _make_sinks(self) -> list[Sink]:
+        settings = self.settings
+        sinks: list[Sink] = []
+        if self.results_file is not None and self.membership is not None:
+            membership = self.membership
+            self.shared_results = SharedResults(
+                self.results_file,
+                member=lambda: membership.me,
+                is_merger=self.is_merger,
+                application=settings.app_name,
+                publish_interval=settings.publish_interval,
+            )
+            sinks.append(self.shared_results)
+        elif self.results_file is not None:
+            sinks.append(self.results_file)
+        if settings.cloudwatch_namespace:
+            from daemon.outputs.cloudwatch import CloudWatchSink
+
+            shared = self.shared_results
+            sinks.append(
+                CloudWatchSink(
+                    namespace=settings.cloudwatch_namespace,
+                    application=settings.app_name,
+                    url_metrics=settings.cloudwatch_url_metrics,
+                    store=self.store,
+                    telemetry=self.telemetry,
+                    # Shared list: the fleet's figures, from the merging member only.
+                    application_figures=None if shared is None else lambda _: shared.merged_counts,
+                )
+            )
+        return sinks
+
+    # -- the list and who probes what -----------------------------------------------------
+
     def apply(self, targets: Sequence[Target]) -> tuple[int, int, int]:
-        """A new list from the reloader into the scheduler."""
-        added, removed, changed = self.scheduler.apply(targets)
+        """A new list (from the reloader, or the list in force again after a change of
+        members) into the scheduler: this member's share of it, each new URL seeded with the
+        history its earlier owner (or this process before a restart) left in the results."""
+        self._targets = tuple(targets)
+        owned = self.own_share(self._targets)
+        fresh = [t for t in owned if self.store.get(t.url) is None]
+        added, removed, changed = self.scheduler.apply(owned)
+        self.telemetry.shard_owned_targets.set(len(owned))
+        if fresh:
+            self._seed(fresh)
         # A full collection costs ~0.3 s of hub time at 50k targets, felt by every probe in
         # flight: worth it after a big change (the first load), not for a few edited rows.
         if added + changed + removed > len(self.store) // 10:
             settle_heap()
         return added, removed, changed
+
+    def own_share(self, targets: Sequence[Target]) -> list[Target]:
+        """The targets this member probes: all of them without sharding."""
+        if self.membership is None or self._ring is None:
+            return list(targets)
+        ring, me = self._ring, self.membership.me
+        return [t for t in targets if ring.owns(t.url, me)]
+
+    def _shared_phase(self, target: Target, interval: float) -> float:
+        return rendezvous.phase(target.url, interval, self.clock.time())
+
+    def is_merger(self) -> bool:
+        """Whether this member writes the combined results (it ranks first for ``merge``)."""
+        if self.membership is None or self._ring is None:
+            return True
+        return self._ring.owner("merge") == self.membership.me
+
+    def members_changed(self, members: Sequence[str]) -> None:
+        self._ring = rendezvous.Ring(members)
+        self.telemetry.shard_members.set(len(self._ring.members))
+        assert self.membership is not None
+        log.info(
+            event(
+                "shard_members_changed",
+                me=self.membership.me,
+                members=len(self._ring.members),
+                merger=self._ring.owner("merge"),
+            )
+        )
+        if self.reloader.loaded:
+            self.apply(self._targets)
+
+    def start_membership(self) -> None:
+        """Join the shared list (ECS: find this task and its peers). MembershipError when
+        this process cannot learn who it is."""
+        if self.membership is None:
+            self.telemetry.shard_members.set(1)
+            return
+        self.membership.on_change.append(self.members_changed)
+        self.membership.on_failure.append(lambda _: self.telemetry.shard_refresh_failures.inc())
+        self.membership.start()
+        self.members_changed(self.membership.members())
+
+    def _seed(self, targets: Sequence[Target]) -> None:
+        """History and failure streaks for ``targets`` from the results file last written."""
+        if self.results_file is None:
+            return
+        try:
+            data = self.results_file.read_document()
+            document = json.loads(data) if data else None
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning(event("results_not_read_back", error=str(exc)))
+            return
+        if not isinstance(document, dict) or document.get("schema") != 1:
+            return
+        earlier = {
+            (entry.get("name"), entry.get("url")): entry
+            for entry in document.get("results") or []
+            if isinstance(entry, dict)
+        }
+        seeded = 0
+        for target in targets:
+            entry = earlier.get((target.name, target.display_url))
+            state = self.store.get(target.url)
+            if entry is None or state is None:
+                continue
+            history = entry.get("history")
+            streak = entry.get("consecutive_failures")
+            state.seed(
+                history if isinstance(history, list) else [],
+                streak if isinstance(streak, int) else 0,
+            )
+            seeded += 1
+        if seeded:
+            log.info(event("history_carried_over", targets=seeded))
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -171,7 +299,8 @@ class Daemon:
         return False, f"targets not loaded yet: {self.reloader.last_error or 'loading'}"
 
     def results_answer(self) -> Answer:
-        written = any(p.written for p in self.publishers if p.sink is self.results_file)
+        results_sink = self.shared_results or self.results_file
+        written = any(p.written for p in self.publishers if p.sink is results_sink)
         return results_answer(
             self.results_file, written, lambda: self.recent_snapshot().document_json
         )
@@ -229,6 +358,21 @@ def run_forever(daemon: Daemon) -> int:
 
     gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
     gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
+    # Learn who this member is before probing anything: probing before that would either
+    # duplicate the peers' work or leave URLs out. A SIGTERM meanwhile still stops at once.
+    joining = gevent.spawn(daemon.start_membership)
+    gevent.wait([joining, stopping], count=1)
+    if not joining.ready() or not joining.successful():
+        joining.kill()
+        server.stop(timeout=1)
+        if isinstance(joining.exception, MembershipError):
+            log.error(event("shard_join_failed", error=str(joining.exception)))
+            return 1
+        if joining.exception is not None:
+            log.error(event("shard_join_crashed", error=repr(joining.exception)))
+            return 1
+        log.info(event("stopped"))
+        return 0
     daemon.scheduler.start()
     daemon.reloader.start()  # the first load runs in the reloader's greenlet, not here
     for publisher in daemon.publishers:
@@ -237,6 +381,8 @@ def run_forever(daemon: Daemon) -> int:
     # One deadline for every step, so that slow steps cannot add up past the SPEC's 10 s.
     deadline = time.monotonic() + SHUTDOWN_DEADLINE
     daemon.reloader.stop()
+    if daemon.membership is not None:
+        daemon.membership.stop()
     daemon.scheduler.stop()
     daemon.flush(budget=max(0.5, deadline - time.monotonic() - 0.75))
     server.stop(timeout=max(0.1, deadline - time.monotonic()))
@@ -254,8 +400,13 @@ def run_once(daemon: Daemon) -> int:
         return 2
     for problem in parsed.errors:
         log.warning(event("targets_row_skipped", source=daemon.source.description, problem=problem))
+    try:
+        daemon.start_membership()
+    except MembershipError as exc:
+        print(f"upcheck: error: cannot join the shared list: {exc}", file=sys.stderr)
+        return 2
     daemon.reloader.loaded = True
-    daemon.scheduler.probe_all_once(parsed.targets)
+    daemon.scheduler.probe_all_once(daemon.own_share(parsed.targets))
     failed_sinks = [p.sink.name for p in daemon.publishers if not p.attempt()]
     all_up = True
     for state in daemon.store.states():

@@ -37,6 +37,8 @@ from daemon.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 ProbeFn = Callable[[Target], ProbeResult]
+# Seconds from now to a target's first probe, given its interval (see Scheduler's ``phase``).
+PhaseFn = Callable[[Target, float], float]
 HEARTBEAT = 1.0  # seconds between the watchdog's ticks
 
 
@@ -63,8 +65,13 @@ class Scheduler:
         interval: float,
         timeout: float,
         concurrency: int,
+        phase: PhaseFn | None = None,
     ) -> None:
+        """``phase`` places each new target's first probe; without it a batch is spread
+        evenly over the interval. Shared lists use a phase every member computes alike, so a
+        target that moves between members keeps its cadence."""
         self._probe = probe
+        self._phase = phase
         self._store = store
         self._telemetry = telemetry
         self._clock = clock
@@ -133,7 +140,6 @@ class Scheduler:
         self._slowest = max(
             (self.interval_of(t) + self.timeout_of(t) for t in wanted.values()), default=0.0
         )
-        self._telemetry.targets.set(len(self._entries))
         self._last_progress = self._clock.monotonic()
         return len(fresh) - len(changed), len(removed), len(changed)
 
@@ -143,7 +149,11 @@ class Scheduler:
         for index, target in enumerate(batch):
             self._store.add(target)
             interval = self.interval_of(target)
-            entry = _Entry(target, now + interval * index / len(batch), interval)
+            if self._phase is None:
+                first = interval * index / len(batch)
+            else:
+                first = self._phase(target, interval)
+            entry = _Entry(target, now + first, interval)
             self._entries[target.url] = entry
             self._timetable.append((entry.due, next(self._order), entry))
         heapq.heapify(self._timetable)

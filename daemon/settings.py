@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from daemon import __version__
+from daemon.sharding.membership import ShardSpec, ecs_metadata_url, parse_shard
 
 CLOUDWATCH_URL_METRICS = ("ResponseTime", "Up", "StatusCode")
 
@@ -37,6 +38,9 @@ class Settings:
     cloudwatch_url_metrics: tuple[str, ...]
     app_name: str
     ca_file: str | None
+    shard: ShardSpec
+    ecs_metadata_url: str | None  # with --shard ecs: the task metadata endpoint (v4)
+    shard_refresh_interval: float
     allow_link_local: bool
     once: bool
     log_level: str
@@ -86,6 +90,19 @@ _OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
         "",
         "extra CA bundle trusted for HTTPS targets (SSL_CERT_FILE and REQUESTS_CA_BUNDLE "
         "are honoured too)",
+    ),
+    (
+        "--shard",
+        "UPCHECK_SHARD",
+        "off",
+        "share one list between processes: off, INDEX/COUNT (e.g. 0/3), or ecs (the running "
+        "tasks of this task's ECS service)",
+    ),
+    (
+        "--shard-refresh-interval",
+        "UPCHECK_SHARD_REFRESH_INTERVAL",
+        "30",
+        "with --shard ecs: seconds between two looks at the service's running tasks",
     ),
     (
         "--log-level",
@@ -266,6 +283,24 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
     namespace = (raw["--cloudwatch-namespace"] or "").strip() or None
     if namespace is not None:
         _check_namespace(namespace, problems)
+    shard = ShardSpec("off")
+    try:
+        shard = parse_shard(raw["--shard"] or "off")
+    except ValueError as exc:
+        problems.append(str(exc))
+    shard_refresh = _positive(
+        "--shard-refresh-interval", raw["--shard-refresh-interval"] or "", problems
+    )
+    metadata_url = None
+    if shard.mode == "ecs":
+        try:
+            metadata_url = ecs_metadata_url(environ)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if shard.mode != "off" and results in {"", "-"}:
+        problems.append(
+            "--shard needs --results: the members share their results through its folder or prefix"
+        )
     log_level = (raw["--log-level"] or "").strip().lower()
     if log_level not in {"debug", "info", "warning", "error"}:
         problems.append(f"--log-level must be debug, info, warning or error, got {log_level!r}")
@@ -286,6 +321,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
         cloudwatch_url_metrics=url_metrics,
         app_name=(raw["--app-name"] or "").strip() or "upcheck",
         ca_file=ca_file,
+        shard=shard,
+        ecs_metadata_url=metadata_url,
+        shard_refresh_interval=shard_refresh,
         allow_link_local=flags["--allow-link-local"],
         once=bool(args["once"]),
         log_level=log_level,

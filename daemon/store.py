@@ -8,7 +8,7 @@ greenlet switch can happen in the middle of these methods.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from daemon.model import ProbeResult, Target
@@ -54,6 +54,18 @@ class TargetState:
         self._ring[self._ring_pos] = millis if result.up else -max(millis, 0.001)
         self._ring_pos = (self._ring_pos + 1) % HISTORY
         self._ring_len = min(self._ring_len + 1, HISTORY)
+
+    def seed(self, history: Sequence[float | None], consecutive_failures: int) -> None:
+        """Carry over what an earlier owner of this target saw (the results document's
+        ``history``, oldest first, None for a failure), before this process's first probe."""
+        if self.last is not None or self._ring_len:
+            return  # this process has its own results already: they win
+        for millis in list(history)[-HISTORY:]:
+            up = isinstance(millis, int | float) and millis >= 0
+            self._ring[self._ring_pos] = float(millis) if up and millis is not None else -0.001
+            self._ring_pos = (self._ring_pos + 1) % HISTORY
+            self._ring_len = min(self._ring_len + 1, HISTORY)
+        self.consecutive_failures = max(0, int(consecutive_failures))
 
     def history(self) -> list[HistoryPoint]:
         """Oldest first."""

@@ -30,7 +30,26 @@ class Telemetry:
         platform_collector.PlatformCollector(registry=self.registry)
         gc_collector.GCCollector(registry=self.registry)
         r = self.registry
-        self.targets = Gauge("upcheck_targets", "Targets in the list in force.", registry=r)
+        self.targets = Gauge(
+            "upcheck_targets",
+            "Targets in the list in force (the whole list, on every member when sharded).",
+            registry=r,
+        )
+        self.shard_members = Gauge(
+            "upcheck_shard_members",
+            "Members sharing the list, this one included (1 without sharding).",
+            registry=r,
+        )
+        self.shard_owned_targets = Gauge(
+            "upcheck_shard_owned_targets",
+            "Targets this member probes: its share of the list (all of it without sharding).",
+            registry=r,
+        )
+        self.shard_refresh_failures = Counter(
+            "upcheck_shard_membership_refresh_failures",
+            "Failed looks at the members (ECS ListTasks); the last membership stayed.",
+            registry=r,
+        )
         self.last_load_success = Gauge(
             "upcheck_targets_last_load_success",
             "1 if the last attempt to load the targets file worked, else 0.",

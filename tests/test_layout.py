@@ -39,6 +39,9 @@ WIRED = {
     "LocalFileSource",
     "S3TargetSource",
     "SystemClock",
+    "SharedResults",
+    "StaticMembership",
+    "EcsMembership",
 }
 
 
@@ -109,9 +112,12 @@ def test_only_the_composition_root_wires_objects():
         if name == "daemon.runtime":
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                if node.func.id in WIRED:
-                    found.append(f"{name}:{node.lineno} builds {node.func.id}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in WIRED
+            ):
+                found.append(f"{name}:{node.lineno} builds {node.func.id}")
     assert not found
 
 

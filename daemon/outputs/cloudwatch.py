@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -69,6 +69,13 @@ class _Aggregate:
         self.response_ms: Counter[float] = Counter()
         self.up: Counter[int] = Counter()
         self.status: Counter[int] = Counter()
+
+
+ApplicationFigures = Callable[[Snapshot], tuple[int, int, int] | None]
+
+
+def _own_figures(snapshot: Snapshot) -> tuple[int, int, int]:
+    return snapshot.targets_total, snapshot.targets_up, snapshot.targets_down
 
 
 def dimension_value(text: str) -> str:
@@ -163,12 +170,16 @@ class CloudWatchSink(LazyClient):
         telemetry: Telemetry | None = None,
         client: Any | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
+        application_figures: ApplicationFigures | None = None,
     ) -> None:
+        """``application_figures`` gives the per-application (total, up, down), or None to
+        send none: with a shared list only the merging member sends them, for the fleet."""
         super().__init__("cloudwatch", client)
         self.namespace = namespace
         self.application = application
         self.url_metrics = frozenset(url_metrics)
         self._telemetry = telemetry
+        self._application_figures = application_figures or _own_figures
         self._max_pending = max_pending
         self._aggregates: dict[str, _Aggregate] = {}
         self._pending: deque[dict[str, Any]] = deque()
@@ -187,16 +198,20 @@ class CloudWatchSink(LazyClient):
 
     def _drain(self, snapshot: Snapshot, when: datetime) -> list[dict[str, Any]]:
         app_dims = [{"Name": "Application", "Value": dimension_value(self.application)}]
-        datums: list[dict[str, Any]] = [
-            {"MetricName": name, "Dimensions": app_dims, "Timestamp": when, "Value": float(value),
-             "Unit": "Count"}
-            for name, value in (
-                ("TargetsTotal", snapshot.targets_total),
-                ("TargetsUp", snapshot.targets_up),
-                ("TargetsDown", snapshot.targets_down),
-                ("TargetsLoadSuccess", 1 if snapshot.targets_load_success else 0),
-            )
-        ]  # fmt: skip
+        datums: list[dict[str, Any]] = []
+        figures = self._application_figures(snapshot)
+        if figures is not None:
+            total, up, down = figures
+            datums += [
+                {"MetricName": name, "Dimensions": app_dims, "Timestamp": when,
+                 "Value": float(value), "Unit": "Count"}
+                for name, value in (
+                    ("TargetsTotal", total),
+                    ("TargetsUp", up),
+                    ("TargetsDown", down),
+                    ("TargetsLoadSuccess", 1 if snapshot.targets_load_success else 0),
+                )
+            ]  # fmt: skip
         aggregates, self._aggregates = self._aggregates, {}
         for url, aggregate in aggregates.items():
             dims = [*app_dims, {"Name": "Url", "Value": dimension_value(url)}]

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from daemon.aws import LazyClient, describe_error, parse_s3_url
 from daemon.outputs.document import Snapshot
+from daemon.outputs.shared_results import Part
 
 PRESIGN_SECONDS = 300  # GET /results links live 5 minutes: long enough to click, no longer
 
@@ -38,14 +39,54 @@ class LocalResultsFile:
         self.page_path = page_name(self.path)
 
     def publish(self, snapshot: Snapshot) -> None:
+        self.write_document(snapshot.document_json, snapshot.status_html.encode())
+
+    def write_document(self, document: bytes, page: bytes) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        atomic_write(self.path, snapshot.document_json)
-        atomic_write(self.page_path, snapshot.status_html.encode())
+        atomic_write(self.path, document)
+        atomic_write(self.page_path, page)
 
     def read(self) -> bytes:
         """The file as it is on disk now; OSError when it cannot be read."""
         with open(self.path, "rb") as handle:
             return handle.read()
+
+    def read_document(self) -> bytes | None:
+        """The results file as last written (by any process), or None if there is none."""
+        try:
+            return self.read()
+        except FileNotFoundError:
+            return None
+
+    # -- the parts of a shared list (see shared_results.py) --------------------------------
+
+    @property
+    def parts_dir(self) -> str:
+        return f"{self.path}.parts"
+
+    def write_part(self, member: str, data: bytes) -> None:
+        os.makedirs(self.parts_dir, exist_ok=True)
+        atomic_write(os.path.join(self.parts_dir, f"{member}.json"), data)
+
+    def read_parts(self, newer_than: float) -> list[Part]:
+        parts = []
+        try:
+            names = sorted(os.listdir(self.parts_dir))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if not name.endswith(".json") or name.startswith("."):
+                continue  # a temp file of a write in progress
+            path = os.path.join(self.parts_dir, name)
+            try:
+                modified = os.stat(path).st_mtime
+                if modified <= newer_than:
+                    continue
+                with open(path, "rb") as handle:
+                    parts.append(Part(name.removesuffix(".json"), handle.read(), modified))
+            except FileNotFoundError:
+                continue  # replaced or removed between the listing and the read
+        return parts
 
 
 class S3ResultsFile(LazyClient):
@@ -63,8 +104,59 @@ class S3ResultsFile(LazyClient):
         self.page_key = page_name(self.key)
 
     def publish(self, snapshot: Snapshot) -> None:
-        self._put(self.key, snapshot.document_json, "application/json")
-        self._put(self.page_key, snapshot.status_html.encode(), "text/html; charset=utf-8")
+        self.write_document(snapshot.document_json, snapshot.status_html.encode())
+
+    def write_document(self, document: bytes, page: bytes) -> None:
+        self._put(self.key, document, "application/json")
+        self._put(self.page_key, page, "text/html; charset=utf-8")
+
+    def read_document(self) -> bytes | None:
+        """The results object as last written (by any process), or None if there is none;
+        RuntimeError when S3 cannot be read."""
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise RuntimeError(f"s3://{self.bucket}/{self.key}: {describe_error(exc)}") from None
+        except BotoCoreError as exc:
+            raise RuntimeError(f"s3://{self.bucket}/{self.key}: {describe_error(exc)}") from None
+
+    # -- the parts of a shared list (see shared_results.py) --------------------------------
+
+    @property
+    def parts_prefix(self) -> str:
+        return f"{self.key}.parts/"
+
+    def write_part(self, member: str, data: bytes) -> None:
+        self._put(f"{self.parts_prefix}{member}.json", data, "application/json")
+
+    def read_parts(self, newer_than: float) -> list[Part]:
+        """Listed by prefix; only parts modified after ``newer_than`` are downloaded, so the
+        parts that departed members left behind cost one listing entry each, no GET."""
+        parts = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.parts_prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key, modified = item["Key"], item["LastModified"].timestamp()
+                    if modified <= newer_than or not key.endswith(".json"):
+                        continue
+                    try:
+                        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                    except ClientError as exc:
+                        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                            continue  # removed between the listing and the read
+                        raise
+                    member = key[len(self.parts_prefix) :].removesuffix(".json")
+                    parts.append(Part(member, bytes(body), modified))
+        except (ClientError, BotoCoreError) as exc:
+            raise RuntimeError(
+                f"s3://{self.bucket}/{self.parts_prefix}: {describe_error(exc)}"
+            ) from None
+        return parts
 
     def _put(self, key: str, body: bytes, content_type: str) -> None:
         try:

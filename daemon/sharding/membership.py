@@ -30,6 +30,7 @@ from typing import IO, Any, Literal, Protocol
 import gevent
 from botocore.exceptions import BotoCoreError, ClientError
 
+from daemon.aws import describe_error
 from daemon.clock import Clock
 from daemon.logs import event
 
@@ -227,16 +228,6 @@ def _cluster_name(cluster: str) -> str:
     return cluster.rsplit("/", 1)[-1] if cluster.startswith("arn:") else cluster
 
 
-def _describe(exc: BaseException) -> str:
-    """A short reason without credentials: the AWS error code and message, or the transport
-    error. botocore never puts credentials in either."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return f"{code}: {error.get('Message') or ''}".rstrip(": ")
-    return f"{type(exc).__name__}: {exc}"
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """The metadata endpoint never redirects; following one could leave the task's host."""
 
@@ -356,7 +347,7 @@ class EcsMembership:
         try:
             running = self._running_task_ids(identity)
         except (ClientError, BotoCoreError, OSError) as exc:
-            self._failed(_describe(exc))
+            self._failed(describe_error(exc))
             return False
         if self._failing:
             log.info(event("shard_membership_recovered", source=self.description))
@@ -469,7 +460,9 @@ class EcsMembership:
         try:
             answer = self._ecs().describe_tasks(cluster=cluster, tasks=[arn])
         except (ClientError, BotoCoreError, OSError) as exc:
-            raise _IdentityUnavailable(f"DescribeTasks for this task: {_describe(exc)}") from exc
+            raise _IdentityUnavailable(
+                f"DescribeTasks for this task: {describe_error(exc)}"
+            ) from exc
         tasks = answer.get("tasks") or []
         if not tasks:
             raise _IdentityUnavailable("DescribeTasks does not know this task yet")
@@ -572,4 +565,4 @@ class EcsMembership:
             except Exception as exc:
                 # Unexpected (a malformed answer): count it like a failed ListTasks, keep going.
                 log.exception(event("shard_membership_refresh_crashed", source=self.description))
-                self._count_failure(_describe(exc))
+                self._count_failure(describe_error(exc))

@@ -102,3 +102,14 @@ def owner(key: str, members: Sequence[str]) -> str:
 def rank(key: str, members: Sequence[str]) -> list[str]:
     """``members`` (deduplicated), best first for ``key``."""
     return Ring(members).rank(key)
+
+
+def phase(key: str, interval: float, now: float) -> float:
+    """Seconds from ``now`` (unix time) to the next probe slot of ``key`` on a shared list.
+
+    Every member places a key's slots at the same wall-clock offsets within its interval (from
+    the key's hash), so a URL that moves to another member is probed at its usual cadence, not
+    at once, and a list's probes stay spread over the interval.
+    """
+    fraction = int.from_bytes(blake2b(key.encode(), digest_size=_DIGEST_SIZE).digest()) / 2**64
+    return (fraction * interval - now) % interval
