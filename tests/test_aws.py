@@ -223,6 +223,28 @@ def test_url_metrics_none_sends_only_the_application_figures(cloudwatch):
     }  # fmt: skip
 
 
+def test_a_member_that_does_not_merge_sends_only_its_own_urls_figures(cloudwatch):
+    """With a shared list every member sends its URLs' figures and only the merging member
+    sends the per-application ones, for the whole fleet: nothing is counted twice."""
+    store = ResultsStore()
+    fleet: dict[str, tuple[int, int, int] | None] = {"counts": None}
+    sink = CloudWatchSink(
+        "Upcheck/Test", "shop", ("Up",), store, client=cloudwatch,
+        application_figures=lambda _: fleet["counts"],
+    )  # fmt: skip
+    target = Target(url="https://shop.example/", name="shop")
+    store.add(target)
+    store.record(target, result())
+    sink.publish(snapshot(store))
+    names = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="Upcheck/Test")["Metrics"]}
+    assert names == {"Up"}
+    fleet["counts"] = (30, 29, 1)  # this member merges now
+    sink.publish(snapshot(store))
+    app = {"Application": "shop"}
+    assert statistics(cloudwatch, "TargetsTotal", app, "Maximum") == 30
+    assert statistics(cloudwatch, "TargetsDown", app, "Maximum") == 1
+
+
 def test_many_urls_are_split_into_requests_within_the_service_limits(cloudwatch):
     store = ResultsStore()
     bodies: list[int] = []
