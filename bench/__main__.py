@@ -25,7 +25,7 @@ from typing import Any
 from bench import scenarios
 from bench.procs import ROOT, Processes, cpus, worktree
 
-NAMES = ("compare", "scale-1k", "scale-10k", "scale-50k", "fidelity")
+NAMES = ("compare", "https", "scale-1k", "scale-10k", "scale-50k", "fidelity", "members")
 RESULTS = ROOT / "bench" / "last-results.json"
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -44,10 +44,12 @@ def run_upcheck(env: scenarios.Env, checkout: Path, only: set[str], label: str) 
     out: dict[str, Any] = {}
     plan = [
         ("compare", lambda: scenarios.upcheck_saturated(env, checkout)),
+        ("https", lambda: scenarios.upcheck_saturated(env, checkout, https=True)),
         ("scale-1k", lambda: scenarios.scale(env, checkout, 1_000, 30.0)),
         ("scale-10k", lambda: scenarios.scale(env, checkout, 10_000, 30.0)),
         ("scale-50k", lambda: scenarios.scale(env, checkout, 50_000, 60.0)),
         ("fidelity", lambda: scenarios.fidelity(env, checkout)),
+        ("members", lambda: scenarios.members(env, checkout)),
     ]
     for name, run in plan:
         if name in only:
@@ -197,6 +199,9 @@ def table(results: dict[str, Any]) -> str:
         ("saturated: probes measured", "compare", "probes", 0),
         ("saturated: success ratio", "compare", "success_ratio", 3),
         ("saturated: whole machine busy, cores", "compare", "machine_busy_cores", 2),
+        ("https saturated: probes/s", "https", "probes_per_s", 0),
+        ("https saturated: CPU ms per probe", "https", "cpu_ms_per_probe", 3),
+        ("https saturated: success ratio", "https", "success_ratio", 3),
         ("1k targets: peak RSS MiB", "scale-1k", "peak_rss_mib", 0),
         ("10k targets: peak RSS MiB", "scale-10k", "peak_rss_mib", 0),
         ("50k targets: peak RSS MiB", "scale-50k", "peak_rss_mib", 0),
@@ -236,6 +241,22 @@ def table(results: dict[str, Any]) -> str:
         else:
             row += f" {shown_after} |"
         lines.append(row)
+    shared = now.get("members")
+    if shared:
+        lines += [
+            "",
+            "Members sharing one list (`--shard i/N`, unpinned, nginx on the other core):",
+            "",
+            "| members | probes/s, all members | CPU ms per probe | CPU cores used | "
+            "whole machine busy, cores |",
+            "|---|---|---|---|---|",
+        ]
+        for count, figures in sorted(shared.items()):
+            lines.append(
+                f"| {count} | {fmt(figures['probes_per_s'], 0)} | "
+                f"{fmt(figures['cpu_ms_per_probe'], 3)} | {fmt(figures['cpu_cores'], 2)} | "
+                f"{fmt(figures['machine_busy_cores'], 2)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -303,11 +324,21 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="upcheck-bench-") as scratch,
         Processes(Path(scratch)) as procs,
     ):
-        nginx_port = procs.nginx(other_cpu)
-        env = scenarios.Env(procs, Path(scratch), nginx_port, prober_cpu, other_cpu, args.quick)
+        nginx_port, nginx_tls_port, ca_file = procs.nginx(other_cpu)
+        env = scenarios.Env(
+            procs,
+            Path(scratch),
+            nginx_port,
+            nginx_tls_port,
+            ca_file,
+            prober_cpu,
+            other_cpu,
+            args.quick,
+        )
         if args.baseline:
             with worktree(args.baseline, Path(scratch)) as old:
-                results["runs"]["baseline"] = run_upcheck(env, old, only, "baseline")
+                # A list shared by members is new: an older commit has no --shard.
+                results["runs"]["baseline"] = run_upcheck(env, old, only - {"members"}, "baseline")
         results["runs"]["current"] = run_upcheck(env, ROOT, only - {"compare"}, "current")
         if "compare" in only:
             compare_rounds(env, results, args.rounds or (1 if args.quick else 5))

@@ -128,11 +128,19 @@ class Processes:
 
     # -- the parts -------------------------------------------------------------------------
 
-    def nginx(self, cpu: int | None) -> int:
-        """nginx answering 200 with a 3-byte body for any path, on 127.0.0.1; returns its port."""
-        port = free_port()
+    def nginx(self, cpu: int | None) -> tuple[int, int, Path]:
+        """nginx answering 200 with a 3-byte body for any path, on 127.0.0.1, over plain http
+        and over https (an ECDSA P-256 certificate from a throwaway CA, no session reuse: every
+        probe a full handshake, as a fresh visitor); returns both ports and the CA's file."""
+        import trustme
+
+        port, tls_port = free_port(), free_port()
         root = self.workdir / "nginx"
         root.mkdir(exist_ok=True)
+        ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+        cert = ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA)
+        cert.private_key_and_cert_chain_pem.write_to_path(str(root / "server.pem"))
+        ca.cert_pem.write_to_path(str(root / "ca.pem"))
         conf = root / "nginx.conf"
         temp = "".join(
             f"  {kind}_temp_path {root}/{kind};\n"
@@ -155,12 +163,20 @@ http {{
     location / {{ return 200 "ok\\n"; }}
     location = /nginx_status {{ stub_status; }}
   }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl backlog=4096;
+    ssl_certificate {root}/server.pem;
+    ssl_certificate_key {root}/server.pem;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location / {{ return 200 "ok\\n"; }}
+  }}
 }}
 """
         )
         self.start("nginx", [*pin(cpu), "nginx", "-c", str(conf), "-p", str(root)])
         wait_until(lambda: http_get(port, "/ready")[0] == 200, 10, "nginx")
-        return port
+        return port, tls_port, root / "ca.pem"
 
     def blackbox(self, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
@@ -215,7 +231,9 @@ http {{
         concurrency: int,
         timeout: float = 5.0,
         reload_interval: float = 3600.0,
+        extra: tuple[str, ...] = (),
     ) -> tuple[subprocess.Popen[bytes], int]:
+        """The daemon on ``csv``; ``extra`` flags come last, so they win over the ones here."""
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         for key in ("UPCHECK_CA_FILE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
@@ -245,6 +263,7 @@ http {{
                 "-",
                 "--log-level",
                 "error",
+                *extra,
             ],
             cwd=checkout,
             env=env,

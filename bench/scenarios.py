@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import metrics
 from bench.procs import (
@@ -33,6 +34,8 @@ class Env:
     procs: Processes
     workdir: Path
     nginx_port: int
+    nginx_tls_port: int  # the same nginx over https (full handshake per probe)
+    ca_file: Path  # trusts nginx's https certificate
     prober_cpu: int | None  # the CPU the prober under test is pinned to
     other_cpu: int | None  # nginx, the load generator, the delay server
     quick: bool
@@ -70,8 +73,9 @@ def _window(env: Env) -> tuple[float, float]:
     return (5.0, 2.0) if env.quick else (12.0, 3.0)  # (measure, warm-up) seconds
 
 
-def upcheck_saturated(env: Env, checkout: Path) -> dict[str, float]:
-    """The daemon with more work due than it can do: probes/s and CPU ms per probe.
+def upcheck_saturated(env: Env, checkout: Path, https: bool = False) -> dict[str, float]:
+    """The daemon with more work due than it can do: probes/s and CPU ms per probe, over
+    plain http or (``https``) with a full TLS handshake per probe.
 
     Every target is due once in the first interval (the daemon spreads a new list over it) and
     the interval outlasts the run, so each probe in the window goes to a distinct URL. Probes
@@ -80,11 +84,17 @@ def upcheck_saturated(env: Env, checkout: Path) -> dict[str, float]:
     """
     window, warm = _window(env)
     interval = window + warm + 8
-    demand = 4000  # probes/s due: far beyond what one core can do
+    demand = 1500 if https else 4000  # probes/s due: far beyond what one core can do
     count = int(demand * interval)
     csv = env.workdir / "saturate.csv"
-    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/u/{i},u{i}," for i in range(count)])
-    proc, port = env.procs.upcheck(checkout, csv, env.prober_cpu, interval, CONCURRENCY)
+    origin = (
+        f"https://127.0.0.1:{env.nginx_tls_port}" if https else f"http://127.0.0.1:{env.nginx_port}"
+    )
+    write_csv(csv, [f"{origin}/u/{i},u{i}," for i in range(count)])
+    extra = ("--ca-file", str(env.ca_file)) if https else ()
+    proc, port = env.procs.upcheck(
+        checkout, csv, env.prober_cpu, interval, CONCURRENCY, extra=extra
+    )
     try:
         time.sleep(warm)
         busy0 = machine_busy_seconds()
@@ -142,6 +152,54 @@ def blackbox_saturated(env: Env, probes: int) -> dict[str, float]:
         "success_ratio": report["ok"] / max(report["done"], 1),
         "machine_busy_cores": (busy1 - busy0) / (t1 - t0),
     }
+
+
+def members(env: Env, checkout: Path, counts: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
+    """1, 2 and 3 static members (``--shard i/N``) sharing one saturating list: total probes/s
+    and CPU per probe against the number of members, as nginx counts the requests.
+
+    The list is short and due often (3,000 URLs every 0.5 s, 6,000 probes/s), so that even
+    three members each have more due than one core can do. The members are not pinned: on
+    this machine they share its cores with nginx, as processes on one task would.
+    """
+    window, warm = _window(env)
+    csv = env.workdir / "members.csv"
+    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/m/{i},m{i}," for i in range(3000)])
+    out: dict[str, Any] = {}
+    for count in counts:
+        folder = env.workdir / f"members-{count}"
+        started = [
+            env.procs.upcheck(
+                checkout, csv, None, 0.5, CONCURRENCY,
+                extra=("--shard", f"{i}/{count}", "--results", str(folder / "results.json")),
+            )
+            for i in range(count)
+        ]  # fmt: skip
+        try:
+            time.sleep(warm)
+            pids = [proc.pid for proc, _ in started]
+            busy0 = machine_busy_seconds()
+            cpu0 = sum(cpu_seconds(pid) for pid in pids)
+            req0, t0 = env.nginx_requests(), time.monotonic()
+            time.sleep(window)
+            cpu1 = sum(cpu_seconds(pid) for pid in pids)
+            req1, t1 = env.nginx_requests(), time.monotonic()
+            busy1 = machine_busy_seconds()
+            owned = [
+                metrics.total(scrape(port), "upcheck_shard_owned_targets") for _, port in started
+            ]
+        finally:
+            for proc, _ in started:
+                env.procs.stop(proc)
+        probes = req1 - req0
+        out[str(count)] = {
+            "probes_per_s": probes / (t1 - t0),
+            "cpu_ms_per_probe": 1000 * (cpu1 - cpu0) / max(probes, 1),
+            "cpu_cores": (cpu1 - cpu0) / (t1 - t0),
+            "owned": owned,
+            "machine_busy_cores": (busy1 - busy0) / (t1 - t0),
+        }
+    return out
 
 
 # -- scale: memory, lateness, /metrics -------------------------------------------------------
