@@ -356,8 +356,13 @@ def run_forever(daemon: Daemon) -> int:
             log.info(event("stopping", signal=signal.Signals(signum).name))
             stopping.set()
 
+    def on_hangup() -> None:
+        log.info(event("targets_check_requested", signal="SIGHUP"))
+        daemon.reloader.check_soon()
+
     gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
     gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
+    gevent.signal_handler(signal.SIGHUP, on_hangup)
     # Learn who this member is before probing anything: probing before that would either
     # duplicate the peers' work or leave URLs out. A SIGTERM meanwhile still stops at once.
     joining = gevent.spawn(daemon.start_membership)

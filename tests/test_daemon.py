@@ -111,6 +111,25 @@ def test_a_reload_applies_changes_and_keeps_unchanged_history(tmp_path, sites, s
         assert "event=targets_reloaded" in d.log() and "added=1 removed=1" in d.log()
 
 
+def test_sighup_checks_the_targets_source_at_once_and_keeps_the_daemon_running(tmp_path, sites):
+    csv = tmp_path / "urls.csv"
+    write_csv(csv, [(sites["ok"], "ok")])
+    slow_reload = ("--interval", "0.5", "--reload-interval", "3600", "--publish-interval", "0.5")
+    with DaemonProcess("--targets", str(csv), "--results", "-", *slow_reload,
+                       log=tmp_path / "log") as daemon:  # fmt: skip
+        wait_until(lambda: success(daemon, "ok", sites["ok"]) == 1, what="first probe")
+        write_csv(csv, [(sites["ok"], "ok"), (sites["broken"], "broken")])
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: success(daemon, "broken", sites["broken"]) == 0,
+            what="the changed list applied without waiting an hour",
+        )
+        assert daemon.proc.poll() is None  # SIGHUP is not a stop
+        assert "event=targets_check_requested" in daemon.log()
+        code, _ = daemon.stop()
+        assert code == 0
+
+
 def test_a_bad_file_keeps_the_last_good_list(tmp_path, sites):
     csv = tmp_path / "urls.csv"
     write_csv(csv, [(sites["ok"], "ok")])

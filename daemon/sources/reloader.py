@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import gevent
+from gevent.event import Event
 
 from daemon.clock import Clock
 from daemon.logs import event
@@ -42,6 +43,7 @@ class Reloader:
         self._reload_interval = reload_interval
         self._checksum: str | None = None
         self._greenlet: gevent.Greenlet | None = None
+        self._wake = Event()
         self.loaded = False  # a good list has been applied at least once (drives /ready)
         self.last_error: str | None = None
         # Why the file now at the source was rejected, while it stays there; None otherwise.
@@ -115,6 +117,11 @@ class Reloader:
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._loop)
 
+    def check_soon(self) -> None:
+        """Look at the source now rather than at the next tick (SIGHUP); the ticks after it
+        keep their interval from this look."""
+        self._wake.set()
+
     def stop(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=2)
@@ -133,4 +140,5 @@ class Reloader:
             else:
                 delay = backoff
                 backoff = min(backoff * 2, self._reload_interval)
-            self._clock.sleep(delay)
+            self._wake.clear()
+            self._clock.wait(self._wake, delay)
