@@ -95,8 +95,11 @@ def settle_heap() -> None:
 
     A list of 50k targets leaves a few hundred thousand long-lived objects; without
     ``gc.freeze`` every full collection walks all of them again, a pause of tens of
-    milliseconds in the middle of probes being timed.
+    milliseconds in the middle of probes being timed. What the last settle froze is thawed
+    first: objects frozen then (an old list, the reference cycles of probes that were in flight)
+    are garbage by now, and frozen objects are never collected.
     """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 

@@ -108,10 +108,14 @@ class Trace:
     sock: socket.socket | None = None  # the hop's socket itself, closed when the probe ends
 
     def close(self) -> None:
+        """Close the hop's connection and socket, and let go of them: the connection refers
+        back to this trace, and a cycle left here would wait for the cyclic GC."""
         if self.conn is not None:
             self.conn.close()
+            self.conn = None
         if self.sock is not None:
             self.sock.close()
+            self.sock = None
 
 
 @dataclass(frozen=True, slots=True)
