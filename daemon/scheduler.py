@@ -12,6 +12,10 @@ memory. One dispatcher greenlet pops what is due, takes a slot (at most ``concur
 in flight) and spawns a greenlet for that one probe; when the probe ends, the target goes back
 into the heap at its next due time.
 
+A removed target leaves a stale row in the heap until its due time comes round; once stale rows
+outnumber half the live ones, ``apply()`` drops them all (one O(n) pass, paid for by the
+removals that made them), so reloads that rename every row cannot pile up old targets.
+
 ``apply()`` reconciles the running set with a new list: unchanged targets keep their entry,
 phase and history; removed ones stop and leave the store; changed ones restart.
 """
@@ -40,6 +44,7 @@ ProbeFn = Callable[[Target], ProbeResult]
 # Seconds from now to a target's first probe, given its interval (see Scheduler's ``phase``).
 PhaseFn = Callable[[Target, float], float]
 HEARTBEAT = 1.0  # seconds between the watchdog's ticks
+COMPACT_SLACK = 64  # stale rows always tolerated, so a small list is not compacted every reload
 
 
 class _Entry:
@@ -135,6 +140,10 @@ class Scheduler:
             if entry.probing is not None:
                 entry.probing.kill(block=False)
             self._store.remove(url)
+        # Every live entry has at most one row, so the excess is a lower bound of stale rows.
+        stale = len(self._timetable) - len(self._entries)
+        if stale > len(self._entries) // 2 + COMPACT_SLACK:
+            self._drop_stale_rows()
         fresh = [t for url, t in wanted.items() if url not in self._entries]
         self._start_batch(fresh)
         self._slowest = max(
@@ -159,6 +168,12 @@ class Scheduler:
         heapq.heapify(self._timetable)
         if batch:
             self._wake.set()
+
+    def _drop_stale_rows(self) -> None:
+        """Keep only the timetable's live rows, in place: the dispatcher holds this list."""
+        timetable = self._timetable
+        timetable[:] = [row for row in timetable if not row[2].removed and row[2].due == row[0]]
+        heapq.heapify(timetable)
 
     def targets(self) -> list[Target]:
         return [e.target for e in self._entries.values()]
