@@ -193,11 +193,12 @@ class Scheduler:
                 self._slots.acquire()  # all busy: wait here; the lateness shows it
                 if self._gone(entry):  # removed while we waited for the slot
                     self._slots.release()
-                    continue
-                entry.probing = gevent.spawn(self._run, entry, due)
-                # Released when the greenlet ends in any way, including a kill before it
-                # ever ran (a reload in the same loop pass), when no `finally` of ours runs.
-                entry.probing.rawlink(self._release_slot)
+                else:
+                    entry.probing = gevent.spawn(self._run, entry, due)
+                    # Released when the greenlet ends in any way, including a kill before it
+                    # ever ran (a reload in the same loop pass), when no `finally` of ours runs.
+                    entry.probing.rawlink(self._release_slot)
+                # Either way the wait for the slot may have taken a while.
                 now = clock.monotonic()
             self._wake.clear()
             delay = timetable[0][0] - now if timetable else None

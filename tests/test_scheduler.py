@@ -311,3 +311,19 @@ def test_renaming_every_row_on_each_reload_does_not_pile_up_the_timetable(clock,
     clock.advance(3600 - 60 - 1)
     assert sorted(url for url, _ in probe.calls[probed_before:]) == sorted(urls)
     scheduler.stop()
+
+
+def test_after_waiting_for_a_slot_held_for_a_removed_target_the_next_starts_on_time(
+    clock, telemetry
+):
+    probe = Recorder(clock, takes=50.0)
+    scheduler = make(clock, telemetry, probe, interval=60.0, concurrency=1)
+    start = clock.now
+    a, b, c = targets(3)  # due at 0, 20 and 40; a holds the only slot until 50
+    scheduler.apply([a, b, c])
+    clock.advance(30)  # the dispatcher holds b and waits for the slot
+    scheduler.apply([a, c])
+    clock.advance(25)
+    assert probe.times(b.url) == []
+    assert [t - start for t in probe.times(c.url)] == [50.0]  # due at 40, the slot freed at 50
+    scheduler.stop()
