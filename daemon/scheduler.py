@@ -10,7 +10,9 @@ An idle target is one entry of a heap ordered by due time, not a sleeping greenl
 parked in a sleep keeps its saved C stack, which at 50k targets was most of the daemon's
 memory. One dispatcher greenlet pops what is due, takes a slot (at most ``concurrency`` probes
 in flight) and spawns a greenlet for that one probe; when the probe ends, the target goes back
-into the heap at its next due time.
+into the heap at its next due time, whatever the probe did: a probe that crashes (a bug, a
+leaked ``gevent.Timeout``, a result listener that raises) is logged, counted as
+``result="crash"`` and probed again on its phase.
 
 A removed target leaves a stale row in the heap until its due time comes round; once stale rows
 outnumber half the live ones, ``apply()`` drops them all (one O(n) pass, paid for by the
@@ -45,6 +47,9 @@ ProbeFn = Callable[[Target], ProbeResult]
 PhaseFn = Callable[[Target, float], float]
 HEARTBEAT = 1.0  # seconds between the watchdog's ticks
 COMPACT_SLACK = 64  # stale rows always tolerated, so a small list is not compacted every reload
+# What ends a greenlet of ours as a crash: gevent.Timeout is a BaseException, and one leaking
+# from a probe must not end its target's schedule. GreenletExit (stop, remove) is no crash.
+_CRASHES = (Exception, gevent.Timeout)
 
 
 class _Entry:
@@ -213,17 +218,18 @@ class Scheduler:
         return entry.removed
 
     def _run(self, entry: _Entry, due: float) -> None:
-        """One probe of one target, in its own greenlet; then book the next one."""
+        """One probe of one target, in its own greenlet; then, however it ended, book the next
+        one (unless the target was removed)."""
         try:
             self._probe_now(entry.target, due)
-        except gevent.GreenletExit:
-            raise
-        except Exception:
+        except _CRASHES:  # _probe_now counted it
             log.exception(event("probe_crashed", target=entry.target.display_url))
         finally:
             entry.probing = None
-        if entry.removed:
-            return
+            if not entry.removed:
+                self._book_next(entry, due)
+
+    def _book_next(self, entry: _Entry, due: float) -> None:
         now = self._clock.monotonic()
         interval = entry.interval
         due += interval
@@ -235,11 +241,23 @@ class Scheduler:
             self._wake.set()
 
     def _probe_now(self, target: Target, due: float) -> None:
-        """Probe ``target`` (its slot is already held) and record the result."""
+        """Probe ``target`` (its slot is already held) and record the result.
+
+        Counted once: by its result, or as a crash if the probe or the recording raised (a
+        result that did not reach every listener is not a success).
+        """
         telemetry = self._telemetry
         telemetry.probe_started(self._clock.monotonic() - due)
         try:
             result = self._probe(target)
+            self._last_progress = self._clock.monotonic()
+            previous = self._store.get(target.url)
+            was_up = (
+                previous.last.up if previous is not None and previous.last is not None else None
+            )
+            self._store.record(target, result)
+            if was_up is not result.up:
+                self._log_transition(target, result, was_up)
         except gevent.GreenletExit:
             telemetry.probe_abandoned()  # stopped or removed, not a crash
             raise
@@ -247,12 +265,6 @@ class Scheduler:
             telemetry.probe_finished("crash")
             raise
         telemetry.probe_finished(result.error_kind or "success")
-        self._last_progress = self._clock.monotonic()
-        previous = self._store.get(target.url)
-        was_up = previous.last.up if previous is not None and previous.last is not None else None
-        self._store.record(target, result)
-        if was_up is not result.up:
-            self._log_transition(target, result, was_up)
 
     @staticmethod
     def _log_transition(target: Target, result: ProbeResult, was_up: bool | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 
 import gevent
@@ -326,4 +327,62 @@ def test_after_waiting_for_a_slot_held_for_a_removed_target_the_next_starts_on_t
     clock.advance(25)
     assert probe.times(b.url) == []
     assert [t - start for t in probe.times(c.url)] == [50.0]  # due at 40, the slot freed at 50
+    scheduler.stop()
+
+
+def crash_records(caplog, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith(f"event={name} ")]
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("bug"), gevent.Timeout()], ids=["exception", "leaked_timeout"]
+)
+def test_a_probe_that_crashes_once_is_logged_counted_and_probed_again_next_interval(
+    clock, telemetry, caplog, capsys, error
+):
+    calls: list[float] = []
+
+    def crashes_first(target):
+        calls.append(clock.now)
+        if len(calls) == 1:
+            raise error
+        return result()
+
+    scheduler = make(clock, telemetry, crashes_first, interval=10.0)
+    start = clock.now
+    scheduler.apply(targets(1))
+    clock.advance(25)
+    assert [t - start for t in calls] == [0.0, 10.0, 20.0]
+    assert sample(telemetry, "upcheck_probes_total", result="crash") == 1
+    assert sample(telemetry, "upcheck_probes_total", result="success") == 2
+    (record,) = crash_records(caplog, "probe_crashed")
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "Traceback" not in capsys.readouterr().err  # nothing left to the hub to print
+    scheduler.stop()
+
+
+def test_a_result_listener_that_raises_counts_a_crash_and_the_target_is_probed_again(
+    clock, telemetry, caplog
+):
+    store = ResultsStore()
+    heard: list[str] = []
+
+    def listener(target, _result):
+        heard.append(target.url)
+        if len(heard) == 1:
+            raise RuntimeError("the sink's aggregate is broken")
+
+    store.subscribe(listener)
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0, store=store)
+    (target,) = targets(1)
+    scheduler.apply([target])
+    clock.advance(25)
+    assert len(probe.times(target.url)) == 3
+    assert len(heard) == 3
+    # One probe, one count: the one whose result could not be delivered is a crash.
+    assert sample(telemetry, "upcheck_probes_total", result="crash") == 1
+    assert sample(telemetry, "upcheck_probes_total", result="success") == 2
+    assert sample(telemetry, "upcheck_probes_in_flight") == 0
+    assert len(crash_records(caplog, "probe_crashed")) == 1
     scheduler.stop()
