@@ -12,7 +12,9 @@ memory. One dispatcher greenlet pops what is due, takes a slot (at most ``concur
 in flight) and spawns a greenlet for that one probe; when the probe ends, the target goes back
 into the heap at its next due time, whatever the probe did: a probe that crashes (a bug, a
 leaked ``gevent.Timeout``, a result listener that raises) is logged, counted as
-``result="crash"`` and probed again on its phase.
+``result="crash"`` and probed again on its phase. A dispatcher that crashes is logged and
+restarted, up to :data:`DISPATCHER_RESTARTS` times in :data:`RESTART_WINDOW` seconds; past
+that it stays down and ``health()`` says so.
 
 A removed target leaves a stale row in the heap until its due time comes round; once stale rows
 outnumber half the live ones, ``apply()`` drops them all (one O(n) pass, paid for by the
@@ -28,6 +30,7 @@ import heapq
 import itertools
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 import gevent
@@ -47,6 +50,8 @@ ProbeFn = Callable[[Target], ProbeResult]
 PhaseFn = Callable[[Target, float], float]
 HEARTBEAT = 1.0  # seconds between the watchdog's ticks
 COMPACT_SLACK = 64  # stale rows always tolerated, so a small list is not compacted every reload
+DISPATCHER_RESTARTS = 3  # crashes restarted within RESTART_WINDOW; one more and it stays down
+RESTART_WINDOW = 600.0
 # What ends a greenlet of ours as a crash: gevent.Timeout is a BaseException, and one leaking
 # from a probe must not end its target's schedule. GreenletExit (stop, remove) is no crash.
 _CRASHES = (Exception, gevent.Timeout)
@@ -108,7 +113,7 @@ class Scheduler:
         self._running = True
         self._last_tick = self._last_progress = self._clock.monotonic()
         self._watchdog = gevent.spawn(self._watch)
-        self._dispatcher = gevent.spawn(self._dispatch)
+        self._dispatcher = gevent.spawn(self._supervise)
 
     def stop(self) -> None:
         """Stop every probe now; results already recorded stay in the store."""
@@ -185,6 +190,35 @@ class Scheduler:
 
     # -- probing ---------------------------------------------------------------------------
 
+    def _supervise(self) -> None:
+        """Run the dispatcher; after a crash, log it and start it again, within a budget.
+
+        The dispatcher's state (the timetable, the entries, the slots) outlives it, so a
+        restart loses nothing, where a 503 would have the orchestrator replace the task,
+        dropping every target's history and a minute of probes. A crash that comes back at
+        once is a bug no restart fixes: past the budget the dispatcher stays down, and
+        ``health()`` answers 503 so the task is replaced after all.
+        """
+        crashes: deque[float] = deque(maxlen=DISPATCHER_RESTARTS + 1)
+        while True:
+            try:
+                self._dispatch()
+            except _CRASHES:
+                now = self._clock.monotonic()
+                crashes.append(now)
+                recent = sum(now - then < RESTART_WINDOW for then in crashes)
+                stop = recent > DISPATCHER_RESTARTS
+                log.exception(
+                    event(
+                        "dispatcher_crashed",
+                        action="stop" if stop else "restart",
+                        recent_crashes=recent,
+                        window=f"{RESTART_WINDOW:.0f}s",
+                    )
+                )
+                if stop:
+                    return
+
     def _dispatch(self) -> None:
         """Start every probe that is due, then wait for the next due time (or a new entry)."""
         clock, timetable = self._clock, self._timetable
@@ -203,7 +237,9 @@ class Scheduler:
                     # Released when the greenlet ends in any way, including a kill before it
                     # ever ran (a reload in the same loop pass), when no `finally` of ours runs.
                     entry.probing.rawlink(self._release_slot)
-                # Either way the wait for the slot may have taken a while.
+                # Either way the wait for the slot may have taken a while. Nothing between
+                # the pop and the link calls the clock, so a failing clock leaves no target
+                # out of the timetable and no slot taken.
                 now = clock.monotonic()
             self._wake.clear()
             delay = timetable[0][0] - now if timetable else None

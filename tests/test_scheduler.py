@@ -9,10 +9,12 @@ import gevent
 import pytest
 from prometheus_client import CollectorRegistry
 
+from daemon.logs import _LogfmtFormatter
 from daemon.model import Target
-from daemon.scheduler import Scheduler
+from daemon.scheduler import DISPATCHER_RESTARTS, RESTART_WINDOW, Scheduler
 from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
+from daemon.web import create_app
 from tests.fakes import FakeClock, result
 
 
@@ -386,3 +388,91 @@ def test_a_result_listener_that_raises_counts_a_crash_and_the_target_is_probed_a
     assert sample(telemetry, "upcheck_probes_in_flight") == 0
     assert len(crash_records(caplog, "probe_crashed")) == 1
     scheduler.stop()
+
+
+class FlakyClock(FakeClock):
+    """A fake clock whose ``wait`` (only the dispatcher waits on the clock) raises once for
+    each of ``fail_at`` (fake times, oldest first) that has come."""
+
+    def __init__(self, fail_at: list[float]) -> None:
+        super().__init__()
+        self.fail_at = [self.now + t for t in fail_at]
+
+    def wait(self, event, seconds):
+        if self.fail_at and self.fail_at[0] <= self.now:
+            del self.fail_at[0]
+            raise RuntimeError("the clock broke")
+        super().wait(event, seconds)
+
+
+def test_a_dispatcher_crash_is_logged_as_one_event_and_the_dispatcher_restarts(
+    telemetry, caplog, capsys
+):
+    clock = FlakyClock(fail_at=[0.0])
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    start = clock.now
+    (target,) = targets(1)
+    scheduler.apply([target])
+    clock.advance(25)
+    assert clock.fail_at == []  # it did crash
+    assert [t - start for t in probe.times(target.url)] == [0.0, 10.0, 20.0]
+    assert scheduler.health() == (True, "ok")
+    (record,) = crash_records(caplog, "dispatcher_crashed")
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "action=restart" in record.getMessage()
+    line = _LogfmtFormatter().format(record)
+    assert "\n" not in line and "the clock broke" in line
+    assert "Traceback" not in capsys.readouterr().err  # nothing left to the hub to print
+    scheduler.stop()
+
+
+def test_a_dispatcher_crashing_now_and_then_is_restarted_every_time(telemetry, caplog):
+    # Never more than DISPATCHER_RESTARTS crashes in one window, twice as many in all.
+    spacing = RESTART_WINDOW / DISPATCHER_RESTARTS + 10
+    clock = FlakyClock(fail_at=[k * spacing for k in range(2 * DISPATCHER_RESTARTS)])
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    (target,) = targets(1)
+    scheduler.apply([target])
+    clock.advance(2 * DISPATCHER_RESTARTS * spacing + 5)
+    assert clock.fail_at == []
+    crashes = crash_records(caplog, "dispatcher_crashed")
+    assert len(crashes) == 2 * DISPATCHER_RESTARTS
+    assert all("action=restart" in r.getMessage() for r in crashes)
+    assert scheduler.health() == (True, "ok")
+    assert probe.times(target.url)[-1] == clock.now - 5
+    scheduler.stop()
+
+
+def test_a_dispatcher_that_keeps_crashing_stops_and_health_says_so(telemetry, caplog, capsys):
+    clock = FlakyClock(fail_at=[0.0] * 100)
+    scheduler = make(clock, telemetry, Recorder(clock), interval=10.0)
+    scheduler.apply(targets(1))
+    clock.advance(5)
+    crashes = [r.getMessage() for r in crash_records(caplog, "dispatcher_crashed")]
+    assert len(crashes) == DISPATCHER_RESTARTS + 1
+    assert all("action=restart" in m for m in crashes[:-1]) and "action=stop" in crashes[-1]
+    assert scheduler.health() == (False, "the dispatcher died")
+    assert get_health(scheduler) == ("503 Service Unavailable", b"the dispatcher died\n")
+    assert "Traceback" not in capsys.readouterr().err
+    scheduler.stop()
+
+
+def get_health(scheduler: Scheduler) -> tuple[str, bytes]:
+    """GET /health from the web app wired to ``scheduler``, in process."""
+    app = create_app(
+        metrics=lambda: b"",
+        health=scheduler.health,
+        ready=lambda: (True, "ready"),
+        results=lambda: ("404 Not Found", [], b""),
+        status_page=lambda: "",
+    )
+    answer: list[str] = []
+    body = b"".join(
+        app(
+            {"PATH_INFO": "/health", "REQUEST_METHOD": "GET"},
+            lambda status, headers: answer.append(status),
+        )
+    )
+    return answer[0], body
