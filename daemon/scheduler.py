@@ -10,7 +10,15 @@ An idle target is one entry of a heap ordered by due time, not a sleeping greenl
 parked in a sleep keeps its saved C stack, which at 50k targets was most of the daemon's
 memory. One dispatcher greenlet pops what is due, takes a slot (at most ``concurrency`` probes
 in flight) and spawns a greenlet for that one probe; when the probe ends, the target goes back
-into the heap at its next due time.
+into the heap at its next due time, whatever the probe did: a probe that crashes (a bug, a
+leaked ``gevent.Timeout``, a result listener that raises) is logged, counted as
+``result="crash"`` and probed again on its phase. A dispatcher that crashes is logged and
+restarted, up to :data:`DISPATCHER_RESTARTS` times in :data:`RESTART_WINDOW` seconds; past
+that it stays down and ``health()`` says so.
+
+A removed target leaves a stale row in the heap until its due time comes round; once stale rows
+outnumber half the live ones, ``apply()`` drops them all (one O(n) pass, paid for by the
+removals that made them), so reloads that rename every row cannot pile up old targets.
 
 ``apply()`` reconciles the running set with a new list: unchanged targets keep their entry,
 phase and history; removed ones stop and leave the store; changed ones restart.
@@ -22,6 +30,7 @@ import heapq
 import itertools
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 import gevent
@@ -40,6 +49,12 @@ ProbeFn = Callable[[Target], ProbeResult]
 # Seconds from now to a target's first probe, given its interval (see Scheduler's ``phase``).
 PhaseFn = Callable[[Target, float], float]
 HEARTBEAT = 1.0  # seconds between the watchdog's ticks
+COMPACT_SLACK = 64  # stale rows always tolerated, so a small list is not compacted every reload
+DISPATCHER_RESTARTS = 3  # crashes restarted within RESTART_WINDOW; one more and it stays down
+RESTART_WINDOW = 600.0
+# What ends a greenlet of ours as a crash: gevent.Timeout is a BaseException, and one leaking
+# from a probe must not end its target's schedule. GreenletExit (stop, remove) is no crash.
+_CRASHES = (Exception, gevent.Timeout)
 
 
 class _Entry:
@@ -98,7 +113,7 @@ class Scheduler:
         self._running = True
         self._last_tick = self._last_progress = self._clock.monotonic()
         self._watchdog = gevent.spawn(self._watch)
-        self._dispatcher = gevent.spawn(self._dispatch)
+        self._dispatcher = gevent.spawn(self._supervise)
 
     def stop(self) -> None:
         """Stop every probe now; results already recorded stay in the store."""
@@ -135,6 +150,10 @@ class Scheduler:
             if entry.probing is not None:
                 entry.probing.kill(block=False)
             self._store.remove(url)
+        # Every live entry has at most one row, so the excess is a lower bound of stale rows.
+        stale = len(self._timetable) - len(self._entries)
+        if stale > len(self._entries) // 2 + COMPACT_SLACK:
+            self._drop_stale_rows()
         fresh = [t for url, t in wanted.items() if url not in self._entries]
         self._start_batch(fresh)
         self._slowest = max(
@@ -160,10 +179,45 @@ class Scheduler:
         if batch:
             self._wake.set()
 
+    def _drop_stale_rows(self) -> None:
+        """Keep only the timetable's live rows, in place: the dispatcher holds this list."""
+        timetable = self._timetable
+        timetable[:] = [row for row in timetable if not row[2].removed and row[2].due == row[0]]
+        heapq.heapify(timetable)
+
     def targets(self) -> list[Target]:
         return [e.target for e in self._entries.values()]
 
     # -- probing ---------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        """Run the dispatcher; after a crash, log it and start it again, within a budget.
+
+        The dispatcher's state (the timetable, the entries, the slots) outlives it, so a
+        restart loses nothing, where a 503 would have the orchestrator replace the task,
+        dropping every target's history and a minute of probes. A crash that comes back at
+        once is a bug no restart fixes: past the budget the dispatcher stays down, and
+        ``health()`` answers 503 so the task is replaced after all.
+        """
+        crashes: deque[float] = deque(maxlen=DISPATCHER_RESTARTS + 1)
+        while True:
+            try:
+                self._dispatch()
+            except _CRASHES:
+                now = self._clock.monotonic()
+                crashes.append(now)
+                recent = sum(now - then < RESTART_WINDOW for then in crashes)
+                stop = recent > DISPATCHER_RESTARTS
+                log.exception(
+                    event(
+                        "dispatcher_crashed",
+                        action="stop" if stop else "restart",
+                        recent_crashes=recent,
+                        window=f"{RESTART_WINDOW:.0f}s",
+                    )
+                )
+                if stop:
+                    return
 
     def _dispatch(self) -> None:
         """Start every probe that is due, then wait for the next due time (or a new entry)."""
@@ -178,11 +232,14 @@ class Scheduler:
                 self._slots.acquire()  # all busy: wait here; the lateness shows it
                 if self._gone(entry):  # removed while we waited for the slot
                     self._slots.release()
-                    continue
-                entry.probing = gevent.spawn(self._run, entry, due)
-                # Released when the greenlet ends in any way, including a kill before it
-                # ever ran (a reload in the same loop pass), when no `finally` of ours runs.
-                entry.probing.rawlink(self._release_slot)
+                else:
+                    entry.probing = gevent.spawn(self._run, entry, due)
+                    # Released when the greenlet ends in any way, including a kill before it
+                    # ever ran (a reload in the same loop pass), when no `finally` of ours runs.
+                    entry.probing.rawlink(self._release_slot)
+                # Either way the wait for the slot may have taken a while. Nothing between
+                # the pop and the link calls the clock, so a failing clock leaves no target
+                # out of the timetable and no slot taken.
                 now = clock.monotonic()
             self._wake.clear()
             delay = timetable[0][0] - now if timetable else None
@@ -197,17 +254,18 @@ class Scheduler:
         return entry.removed
 
     def _run(self, entry: _Entry, due: float) -> None:
-        """One probe of one target, in its own greenlet; then book the next one."""
+        """One probe of one target, in its own greenlet; then, however it ended, book the next
+        one (unless the target was removed)."""
         try:
             self._probe_now(entry.target, due)
-        except gevent.GreenletExit:
-            raise
-        except Exception:
+        except _CRASHES:  # _probe_now counted it
             log.exception(event("probe_crashed", target=entry.target.display_url))
         finally:
             entry.probing = None
-        if entry.removed:
-            return
+            if not entry.removed:
+                self._book_next(entry, due)
+
+    def _book_next(self, entry: _Entry, due: float) -> None:
         now = self._clock.monotonic()
         interval = entry.interval
         due += interval
@@ -219,11 +277,23 @@ class Scheduler:
             self._wake.set()
 
     def _probe_now(self, target: Target, due: float) -> None:
-        """Probe ``target`` (its slot is already held) and record the result."""
+        """Probe ``target`` (its slot is already held) and record the result.
+
+        Counted once: by its result, or as a crash if the probe or the recording raised (a
+        result that did not reach every listener is not a success).
+        """
         telemetry = self._telemetry
         telemetry.probe_started(self._clock.monotonic() - due)
         try:
             result = self._probe(target)
+            self._last_progress = self._clock.monotonic()
+            previous = self._store.get(target.url)
+            was_up = (
+                previous.last.up if previous is not None and previous.last is not None else None
+            )
+            self._store.record(target, result)
+            if was_up is not result.up:
+                self._log_transition(target, result, was_up)
         except gevent.GreenletExit:
             telemetry.probe_abandoned()  # stopped or removed, not a crash
             raise
@@ -231,12 +301,6 @@ class Scheduler:
             telemetry.probe_finished("crash")
             raise
         telemetry.probe_finished(result.error_kind or "success")
-        self._last_progress = self._clock.monotonic()
-        previous = self._store.get(target.url)
-        was_up = previous.last.up if previous is not None and previous.last is not None else None
-        self._store.record(target, result)
-        if was_up is not result.up:
-            self._log_transition(target, result, was_up)
 
     @staticmethod
     def _log_transition(target: Target, result: ProbeResult, was_up: bool | None) -> None:

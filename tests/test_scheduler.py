@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import weakref
+
 import gevent
 import pytest
 from prometheus_client import CollectorRegistry
 
+from daemon.logs import _LogfmtFormatter
 from daemon.model import Target
-from daemon.scheduler import Scheduler
+from daemon.scheduler import DISPATCHER_RESTARTS, RESTART_WINDOW, Scheduler
 from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
+from daemon.web import create_app
 from tests.fakes import FakeClock, result
 
 
@@ -284,3 +289,190 @@ def test_a_probe_removed_before_it_ran_gives_its_slot_back(clock, telemetry):
     scheduler.apply(kept)
     clock.advance(9.99)
     assert sorted(url for url, _ in probe.calls) == sorted(t.url for t in kept)
+
+
+def test_renaming_every_row_on_each_reload_does_not_pile_up_the_timetable(clock, telemetry):
+    # The issue's numbers: 1,000 targets at 3600 s, 30 loads a minute apart, each renaming
+    # every row, left 22,740 rows in the timetable, each holding an old Target.
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=3600.0)
+    urls = [f"http://127.0.0.1/{i}" for i in range(1000)]
+    old: list[weakref.ref[Target]] = []
+    for generation in range(30):
+        batch = [Target(url=url, name=f"r{generation}") for url in urls]
+        if generation < 29:
+            old.extend(weakref.ref(t) for t in batch)
+        probed_before = len(probe.calls)
+        scheduler.apply(batch)
+        del batch
+        clock.advance(60)
+    assert len(scheduler._timetable) <= 2 * len(urls) + 100
+    # Freed by reference counting alone, no gc.collect(): the daemon freezes its heap after
+    # a big reload, and a frozen cycle would never be collected.
+    assert sum(ref() is not None for ref in old) == 0
+    # Dropping rows lost no live target: the last list is probed, each URL once an interval.
+    clock.advance(3600 - 60 - 1)
+    assert sorted(url for url, _ in probe.calls[probed_before:]) == sorted(urls)
+    scheduler.stop()
+
+
+def test_after_waiting_for_a_slot_held_for_a_removed_target_the_next_starts_on_time(
+    clock, telemetry
+):
+    probe = Recorder(clock, takes=50.0)
+    scheduler = make(clock, telemetry, probe, interval=60.0, concurrency=1)
+    start = clock.now
+    a, b, c = targets(3)  # due at 0, 20 and 40; a holds the only slot until 50
+    scheduler.apply([a, b, c])
+    clock.advance(30)  # the dispatcher holds b and waits for the slot
+    scheduler.apply([a, c])
+    clock.advance(25)
+    assert probe.times(b.url) == []
+    assert [t - start for t in probe.times(c.url)] == [50.0]  # due at 40, the slot freed at 50
+    scheduler.stop()
+
+
+def crash_records(caplog, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith(f"event={name} ")]
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("bug"), gevent.Timeout()], ids=["exception", "leaked_timeout"]
+)
+def test_a_probe_that_crashes_once_is_logged_counted_and_probed_again_next_interval(
+    clock, telemetry, caplog, capsys, error
+):
+    calls: list[float] = []
+
+    def crashes_first(target):
+        calls.append(clock.now)
+        if len(calls) == 1:
+            raise error
+        return result()
+
+    scheduler = make(clock, telemetry, crashes_first, interval=10.0)
+    start = clock.now
+    scheduler.apply(targets(1))
+    clock.advance(25)
+    assert [t - start for t in calls] == [0.0, 10.0, 20.0]
+    assert sample(telemetry, "upcheck_probes_total", result="crash") == 1
+    assert sample(telemetry, "upcheck_probes_total", result="success") == 2
+    (record,) = crash_records(caplog, "probe_crashed")
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "Traceback" not in capsys.readouterr().err  # nothing left to the hub to print
+    scheduler.stop()
+
+
+def test_a_result_listener_that_raises_counts_a_crash_and_the_target_is_probed_again(
+    clock, telemetry, caplog
+):
+    store = ResultsStore()
+    heard: list[str] = []
+
+    def listener(target, _result):
+        heard.append(target.url)
+        if len(heard) == 1:
+            raise RuntimeError("the sink's aggregate is broken")
+
+    store.subscribe(listener)
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0, store=store)
+    (target,) = targets(1)
+    scheduler.apply([target])
+    clock.advance(25)
+    assert len(probe.times(target.url)) == 3
+    assert len(heard) == 3
+    # One probe, one count: the one whose result could not be delivered is a crash.
+    assert sample(telemetry, "upcheck_probes_total", result="crash") == 1
+    assert sample(telemetry, "upcheck_probes_total", result="success") == 2
+    assert sample(telemetry, "upcheck_probes_in_flight") == 0
+    assert len(crash_records(caplog, "probe_crashed")) == 1
+    scheduler.stop()
+
+
+class FlakyClock(FakeClock):
+    """A fake clock whose ``wait`` (only the dispatcher waits on the clock) raises once for
+    each of ``fail_at`` (fake times, oldest first) that has come."""
+
+    def __init__(self, fail_at: list[float]) -> None:
+        super().__init__()
+        self.fail_at = [self.now + t for t in fail_at]
+
+    def wait(self, event, seconds):
+        if self.fail_at and self.fail_at[0] <= self.now:
+            del self.fail_at[0]
+            raise RuntimeError("the clock broke")
+        super().wait(event, seconds)
+
+
+def test_a_dispatcher_crash_is_logged_as_one_event_and_the_dispatcher_restarts(
+    telemetry, caplog, capsys
+):
+    clock = FlakyClock(fail_at=[0.0])
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    start = clock.now
+    (target,) = targets(1)
+    scheduler.apply([target])
+    clock.advance(25)
+    assert clock.fail_at == []  # it did crash
+    assert [t - start for t in probe.times(target.url)] == [0.0, 10.0, 20.0]
+    assert scheduler.health() == (True, "ok")
+    (record,) = crash_records(caplog, "dispatcher_crashed")
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "action=restart" in record.getMessage()
+    line = _LogfmtFormatter().format(record)
+    assert "\n" not in line and "the clock broke" in line
+    assert "Traceback" not in capsys.readouterr().err  # nothing left to the hub to print
+    scheduler.stop()
+
+
+def test_a_dispatcher_crashing_now_and_then_is_restarted_every_time(telemetry, caplog):
+    # Never more than DISPATCHER_RESTARTS crashes in one window, twice as many in all.
+    spacing = RESTART_WINDOW / DISPATCHER_RESTARTS + 10
+    clock = FlakyClock(fail_at=[k * spacing for k in range(2 * DISPATCHER_RESTARTS)])
+    probe = Recorder(clock)
+    scheduler = make(clock, telemetry, probe, interval=10.0)
+    (target,) = targets(1)
+    scheduler.apply([target])
+    clock.advance(2 * DISPATCHER_RESTARTS * spacing + 5)
+    assert clock.fail_at == []
+    crashes = crash_records(caplog, "dispatcher_crashed")
+    assert len(crashes) == 2 * DISPATCHER_RESTARTS
+    assert all("action=restart" in r.getMessage() for r in crashes)
+    assert scheduler.health() == (True, "ok")
+    assert probe.times(target.url)[-1] == clock.now - 5
+    scheduler.stop()
+
+
+def test_a_dispatcher_that_keeps_crashing_stops_and_health_says_so(telemetry, caplog, capsys):
+    clock = FlakyClock(fail_at=[0.0] * 100)
+    scheduler = make(clock, telemetry, Recorder(clock), interval=10.0)
+    scheduler.apply(targets(1))
+    clock.advance(5)
+    crashes = [r.getMessage() for r in crash_records(caplog, "dispatcher_crashed")]
+    assert len(crashes) == DISPATCHER_RESTARTS + 1
+    assert all("action=restart" in m for m in crashes[:-1]) and "action=stop" in crashes[-1]
+    assert scheduler.health() == (False, "the dispatcher died")
+    assert get_health(scheduler) == ("503 Service Unavailable", b"the dispatcher died\n")
+    assert "Traceback" not in capsys.readouterr().err
+    scheduler.stop()
+
+
+def get_health(scheduler: Scheduler) -> tuple[str, bytes]:
+    """GET /health from the web app wired to ``scheduler``, in process."""
+    app = create_app(
+        metrics=lambda: b"",
+        health=scheduler.health,
+        ready=lambda: (True, "ready"),
+        results=lambda: ("404 Not Found", [], b""),
+        status_page=lambda: "",
+    )
+    answer: list[str] = []
+    body = b"".join(
+        app(
+            {"PATH_INFO": "/health", "REQUEST_METHOD": "GET"},
+            lambda status, headers: answer.append(status),
+        )
+    )
+    return answer[0], body
