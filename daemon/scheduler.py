@@ -175,8 +175,8 @@ class Scheduler:
             entry = _Entry(target, now + first, interval)
             self._entries[target.url] = entry
             self._timetable.append((entry.due, next(self._order), entry))
-        heapq.heapify(self._timetable)
-        if batch:
+        if batch:  # a reload that only removed or kept targets leaves the heap as it is
+            heapq.heapify(self._timetable)
             self._wake.set()
 
     def _drop_stale_rows(self) -> None:
