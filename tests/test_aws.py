@@ -32,13 +32,14 @@ from daemon.outputs.cloudwatch import (
     encoded_size,
 )
 from daemon.outputs.document import Snapshot
+from daemon.outputs.publisher import Publisher
 from daemon.outputs.results_file import S3ResultsFile
 from daemon.sources.base import SourceError
 from daemon.sources.s3 import S3TargetSource
 from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 from daemon.web import results_answer
-from tests.fakes import result
+from tests.fakes import FakeClock, result
 from tests.support import MotoServer, wait_until
 
 
@@ -468,6 +469,31 @@ def dropped(telemetry: Telemetry) -> float | None:
     return telemetry.registry.get_sample_value("upcheck_sink_dropped_total", {"sink": "cloudwatch"})
 
 
+def test_a_push_in_flight_at_shutdown_finishes_and_is_not_sent_again(aws, cloudwatch):
+    telemetry = Telemetry(CollectorRegistry())
+    store = ResultsStore()
+    clock = FakeClock()
+    with AnswerHoldingProxy(aws) as proxy:
+        client = boto3.client("cloudwatch", endpoint_url=proxy.url)
+        sink = CloudWatchSink(
+            "Upcheck/Test", "shop", ("Up",), store, telemetry=telemetry, client=client
+        )
+        url_dims = three_probes_of_one_url(store)
+        publisher = Publisher(sink, lambda: snapshot(store), telemetry, clock, interval=60)
+        publisher.start()
+        clock.advance(60)  # the loop's push goes out; moto counts it; its answer is held
+        wait_until(proxy.answer_held.is_set, what="moto to answer the loop's push")
+        assert statistics(cloudwatch, "Up", url_dims) == 3
+
+        flush = gevent.spawn(publisher.flush, 5.0)  # SIGTERM now, the answer still held
+        gevent.idle()  # the flush is under way before the answer comes
+        proxy.release.set()
+        assert flush.get(timeout=10) is True
+    assert statistics(cloudwatch, "Up", url_dims) == 3  # counted once
+    assert sink.pending == 0
+    assert not dropped(telemetry)  # and nothing given up: the push was let finish
+
+
 def test_a_push_killed_mid_request_is_dropped_not_sent_again(aws, cloudwatch, caplog):
     """CloudWatch has no idempotency key: a statistic set sent twice is counted twice."""
     telemetry = Telemetry(CollectorRegistry())
@@ -487,3 +513,25 @@ def test_a_push_killed_mid_request_is_dropped_not_sent_again(aws, cloudwatch, ca
     assert sink.pending == 0
     assert dropped(telemetry) == 5  # the four application figures and Up, counted as lost
     assert "event=sink_dropped sink=cloudwatch datums=5" in caplog.text
+
+
+def test_a_push_unanswered_when_the_shutdown_budget_runs_out_is_given_up_not_resent(
+    aws, cloudwatch, caplog
+):
+    telemetry = Telemetry(CollectorRegistry())
+    store = ResultsStore()
+    clock = FakeClock()
+    with AnswerHoldingProxy(aws) as proxy:
+        client = boto3.client("cloudwatch", endpoint_url=proxy.url)
+        sink = CloudWatchSink(
+            "Upcheck/Test", "shop", ("Up",), store, telemetry=telemetry, client=client
+        )
+        url_dims = three_probes_of_one_url(store)
+        publisher = Publisher(sink, lambda: snapshot(store), telemetry, clock, interval=60)
+        publisher.start()
+        clock.advance(60)
+        wait_until(proxy.answer_held.is_set, what="moto to answer the loop's push")
+        assert publisher.flush(0.5) is False  # the answer is never released in time
+    assert statistics(cloudwatch, "Up", url_dims) == 3  # counted once, not sent again
+    assert dropped(telemetry) == 5
+    assert "event=sink_flush_timed_out sink=cloudwatch" in caplog.text
