@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import socket
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import gevent
+import gevent.event
 import pytest
 from botocore.exceptions import ClientError
+from gevent.server import StreamServer
 from prometheus_client import CollectorRegistry
 
 from daemon.aws import make_client
@@ -27,14 +32,15 @@ from daemon.outputs.cloudwatch import (
     encoded_size,
 )
 from daemon.outputs.document import Snapshot
+from daemon.outputs.publisher import Publisher
 from daemon.outputs.results_file import S3ResultsFile
 from daemon.sources.base import SourceError
 from daemon.sources.s3 import S3TargetSource
 from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 from daemon.web import results_answer
-from tests.fakes import result
-from tests.support import MotoServer
+from tests.fakes import FakeClock, result
+from tests.support import MotoServer, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -397,3 +403,135 @@ def test_while_cloudwatch_is_down_the_buffer_is_bounded_and_drops_are_counted(aw
         "upcheck_sink_dropped_total", {"sink": "cloudwatch"}
     )
     assert dropped == (4 + 5) + 4 + 4 - 10
+
+
+# -- CloudWatch at shutdown: a push whose answer has not come back ---------------------------
+
+
+class AnswerHoldingProxy:
+    """A TCP relay on 127.0.0.1 in front of moto. Every request reaches moto; moto's answer to
+    the first one is held back until the test releases it: the datums have landed, the caller
+    has not heard so. Later connections pass freely."""
+
+    def __init__(self, upstream: MotoServer) -> None:
+        self._upstream = ("127.0.0.1", upstream.port)
+        self.answer_held = gevent.event.Event()  # moto answered the first request
+        self.release = gevent.event.Event()
+        self._first = True
+        self._server = StreamServer(("127.0.0.1", 0), self._relay)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def _relay(self, client: socket.socket, _address: object) -> None:
+        hold, self._first = self._first, False
+        upstream = socket.create_connection(self._upstream, timeout=10)
+
+        def requests() -> None:
+            with contextlib.suppress(OSError):
+                while data := client.recv(65536):
+                    upstream.sendall(data)
+                upstream.shutdown(socket.SHUT_WR)
+
+        forward = gevent.spawn(requests)
+        try:
+            while data := upstream.recv(65536):
+                if hold:
+                    hold = False
+                    self.answer_held.set()
+                    self.release.wait(timeout=30)
+                client.sendall(data)
+        except OSError:
+            pass  # the caller hung up while its answer was held
+        finally:
+            forward.kill()
+            upstream.close()
+
+    def __enter__(self) -> AnswerHoldingProxy:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self._server.stop(timeout=1)
+
+
+def three_probes_of_one_url(store: ResultsStore) -> dict[str, str]:
+    target = Target(url="https://shop.example/", name="shop")
+    store.add(target)
+    for up in (True, True, False):
+        store.record(target, result(up=up))
+    return {"Application": "shop", "Url": "https://shop.example/"}
+
+
+def dropped(telemetry: Telemetry) -> float | None:
+    return telemetry.registry.get_sample_value("upcheck_sink_dropped_total", {"sink": "cloudwatch"})
+
+
+def test_a_push_in_flight_at_shutdown_finishes_and_is_not_sent_again(aws, cloudwatch):
+    telemetry = Telemetry(CollectorRegistry())
+    store = ResultsStore()
+    clock = FakeClock()
+    with AnswerHoldingProxy(aws) as proxy:
+        client = boto3.client("cloudwatch", endpoint_url=proxy.url)
+        sink = CloudWatchSink(
+            "Upcheck/Test", "shop", ("Up",), store, telemetry=telemetry, client=client
+        )
+        url_dims = three_probes_of_one_url(store)
+        publisher = Publisher(sink, lambda: snapshot(store), telemetry, clock, interval=60)
+        publisher.start()
+        clock.advance(60)  # the loop's push goes out; moto counts it; its answer is held
+        wait_until(proxy.answer_held.is_set, what="moto to answer the loop's push")
+        assert statistics(cloudwatch, "Up", url_dims) == 3
+
+        flush = gevent.spawn(publisher.flush, 5.0)  # SIGTERM now, the answer still held
+        gevent.idle()  # the flush is under way before the answer comes
+        proxy.release.set()
+        assert flush.get(timeout=10) is True
+    assert statistics(cloudwatch, "Up", url_dims) == 3  # counted once
+    assert sink.pending == 0
+    assert not dropped(telemetry)  # and nothing given up: the push was let finish
+
+
+def test_a_push_killed_mid_request_is_dropped_not_sent_again(aws, cloudwatch, caplog):
+    """CloudWatch has no idempotency key: a statistic set sent twice is counted twice."""
+    telemetry = Telemetry(CollectorRegistry())
+    store = ResultsStore()
+    with AnswerHoldingProxy(aws) as proxy:
+        client = boto3.client("cloudwatch", endpoint_url=proxy.url)
+        sink = CloudWatchSink(
+            "Upcheck/Test", "shop", ("Up",), store, telemetry=telemetry, client=client
+        )
+        url_dims = three_probes_of_one_url(store)
+        push = gevent.spawn(sink.publish, snapshot(store))
+        wait_until(proxy.answer_held.is_set, what="moto to answer the push")
+        push.kill(block=True, timeout=5)  # as a shutdown out of time would
+        assert push.dead
+        sink.publish(snapshot(store))  # the next push: the application figures only
+    assert statistics(cloudwatch, "Up", url_dims) == 3  # not 6
+    assert sink.pending == 0
+    assert dropped(telemetry) == 5  # the four application figures and Up, counted as lost
+    assert "event=sink_dropped sink=cloudwatch datums=5" in caplog.text
+
+
+def test_a_push_unanswered_when_the_shutdown_budget_runs_out_is_given_up_not_resent(
+    aws, cloudwatch, caplog
+):
+    telemetry = Telemetry(CollectorRegistry())
+    store = ResultsStore()
+    clock = FakeClock()
+    with AnswerHoldingProxy(aws) as proxy:
+        client = boto3.client("cloudwatch", endpoint_url=proxy.url)
+        sink = CloudWatchSink(
+            "Upcheck/Test", "shop", ("Up",), store, telemetry=telemetry, client=client
+        )
+        url_dims = three_probes_of_one_url(store)
+        publisher = Publisher(sink, lambda: snapshot(store), telemetry, clock, interval=60)
+        publisher.start()
+        clock.advance(60)
+        wait_until(proxy.answer_held.is_set, what="moto to answer the loop's push")
+        assert publisher.flush(0.5) is False  # the answer is never released in time
+    assert statistics(cloudwatch, "Up", url_dims) == 3  # counted once, not sent again
+    assert dropped(telemetry) == 5
+    assert "event=sink_flush_timed_out sink=cloudwatch" in caplog.text

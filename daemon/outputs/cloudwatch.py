@@ -12,6 +12,15 @@ everything else; any other failure keeps the data for retry.
 Datums that could not be sent wait for the next push, in a bounded buffer: while CloudWatch is
 down the oldest are dropped (and counted in ``upcheck_sink_dropped_total``) rather than let
 memory grow, and probing never waits on any of it.
+
+A request stopped before its answer came (a shutdown out of time kills the push mid-request)
+is dropped and counted, never sent again. ``PutMetricData`` has no idempotency key: the service
+cannot tell a request sent twice from two requests, and a statistic set counted twice doubles
+its SampleCount and Sum for good, with nothing to show it. A lost batch is a visible gap, in
+the figures and in ``upcheck_sink_dropped_total``; a doubled one is a silent lie. The publisher
+lets a push in flight finish while the shutdown budget lasts, so this is the last resort.
+botocore still retries a read timeout or a connection dropped mid-answer on its own (standard
+retry mode), and such a failure is kept for retry here: that rarer double is left to the SDK.
 """
 
 from __future__ import annotations
@@ -251,6 +260,10 @@ class CloudWatchSink(LazyClient):
                 continue  # what is left of the batch goes again
             except BotoCoreError as exc:
                 raise self._kept_for_retry(exc) from None
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # killed mid-request: GreenletExit, Timeout
+                    self._drop_unanswered(len(batch))
+                raise
             for _ in batch:
                 self._pending.popleft()
         if refused:
@@ -279,6 +292,22 @@ class CloudWatchSink(LazyClient):
             event("sink_dropped", sink=self.name, datums=len(doomed), reason=f"refused: {reason}")
         )
         return reason
+
+    def _drop_unanswered(self, batch_size: int) -> None:
+        """Forget a request stopped before its answer came: it may have been counted already,
+        and CloudWatch cannot tell a second copy from new data."""
+        for _ in range(batch_size):
+            self._pending.popleft()
+        if self._telemetry is not None:
+            self._telemetry.sink_dropped.labels(self.name).inc(batch_size)
+        log.warning(
+            event(
+                "sink_dropped",
+                sink=self.name,
+                datums=batch_size,
+                reason="request interrupted before its answer: maybe counted, never resent",
+            )
+        )
 
     @property
     def pending(self) -> int:
