@@ -11,12 +11,12 @@ What the kernel's stamps can and cannot say (Linux 6.18, measured on loopback):
 
 - A read's stamp is the arrival of the newest data it took. Worse, a receive queue keeps one
   time per buffer, and a segment (a FIN too) that arrives while an earlier one still waits is
-  merged into it with the *later* time (``tcp_try_coalesce``). So when the event loop is held through the
-  arrival of both the headers and the body, the first read's stamp is the body's arrival:
-  processing then holds the whole exchange and transfer is 0 (their sum, the duration, stays
-  right). No read size helps: one byte, or a ``MSG_PEEK`` of one byte, gets the same merged
-  time, so the first read stays a plain one (no extra syscall a probe). Only a reader that runs
-  while the hub is held (another OS thread) could catch the headers' own time.
+  merged into it with the *later* time (``tcp_try_coalesce``). So when the event loop is held
+  through the arrival of both the headers and the body, the first read's stamp is the body's
+  arrival: processing then holds the whole exchange and transfer is 0 (their sum, the
+  duration, stays right). No read size helps: one byte, or a ``MSG_PEEK`` of one byte, gets
+  the same merged time, so the first read stays a plain one (no extra syscall a probe). Only a
+  reader that runs while the hub is held (another OS thread) could catch the headers' time.
 - Some reads carry no stamp at all: the kernel turns stamping on for the whole system only
   while some socket asks for it, and lazily, so a lone probe's first packets can arrive
   unstamped. ``first`` is therefore the first read's stamp or unknown, never a later read's;
