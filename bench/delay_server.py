@@ -2,7 +2,9 @@
 
 One thread per connection and ``time.sleep`` (no event loop) so the delay itself is precise;
 the delay actually served is measured here too and written to STATS on SIGTERM, so the report
-can show how exact the reference was. Usage: delay_server.py PORT DELAY STATS
+can show how exact the reference was. The headers and the body go out in two segments, as
+from most real servers, so the probe's kernel timing must follow an answer across reads.
+Usage: delay_server.py PORT DELAY STATS
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
 
     def handle(conn: socket.socket) -> None:
         with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each send a segment
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = conn.recv(4096)
@@ -38,9 +41,9 @@ def main() -> None:
             while (left := end - time.perf_counter()) > 0:
                 time.sleep(left)
             conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                % (len(BODY), BODY)
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(BODY)
             )
+            conn.sendall(BODY)
             if is_probe:
                 served.append(time.perf_counter() - read_at)
 

@@ -129,6 +129,12 @@ def resets(sock: socket.socket) -> None:
     sock.close()
 
 
+def closes_without_answering(sock: socket.socket) -> None:
+    """Reads the request, then closes the connection cleanly (a FIN) without a byte of answer."""
+    read_request(sock)
+    sock.close()
+
+
 def garbage(sock: socket.socket) -> None:
     read_request(sock)
     sock.sendall(b"this is not HTTP\r\n\r\n")

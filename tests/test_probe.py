@@ -172,7 +172,14 @@ def test_each_probe_opens_a_fresh_connection(servers, prober):
 def test_a_connection_reset_fails_as_protocol(servers, prober):
     port = servers.raw(srv.resets)
     result = probe(prober, f"http://127.0.0.1:{port}/")
-    assert_failed(result, "protocol", "reset")
+    assert_failed(result, "protocol", "connection reset by peer")
+
+
+def test_a_server_that_closes_without_answering_is_not_called_a_reset(servers, prober):
+    port = servers.raw(srv.closes_without_answering)
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "protocol", "the server closed the connection without answering")
+    assert "reset" not in (result.error or "")
 
 
 def test_a_reply_that_is_not_http_fails_as_protocol(servers, prober):

@@ -84,6 +84,10 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
         seen.add(id(current))
         if isinstance(current, ProbeFailure):
             return current.kind, current.message
+        # RemoteDisconnected is a ConnectionResetError too, but it means a clean close (a FIN)
+        # before a byte of the answer; a real reset (RST) is ECONNRESET from the socket.
+        if isinstance(current, http.client.RemoteDisconnected):
+            return "protocol", "the server closed the connection without answering"
         if isinstance(current, ConnectionResetError):
             return "protocol", "connection reset by peer"
         if isinstance(current, http.client.BadStatusLine):

@@ -6,6 +6,21 @@ right after connect. Timed this way, a probe whose greenlet waits behind others 
 loop is not charged for the wait. The interface is small: :func:`watch` a connected socket,
 read its :class:`Stamps`, and :func:`handshake_rtt`. Where the kernel offers none of it, the
 probe falls back to user-space clocks.
+
+What the kernel's stamps can and cannot say (Linux 6.18, measured on loopback):
+
+- A read's stamp is the arrival of the newest data it took. Worse, a receive queue keeps one
+  time per buffer, and a segment (a FIN too) that arrives while an earlier one still waits is
+  merged into it with the *later* time (``tcp_try_coalesce``). So when the event loop is held
+  through the arrival of both the headers and the body, the first read's stamp is the body's
+  arrival: processing then holds the whole exchange and transfer is 0 (their sum, the
+  duration, stays right). No read size helps: one byte, or a ``MSG_PEEK`` of one byte, gets
+  the same merged time, so the first read stays a plain one (no extra syscall a probe). Only a
+  reader that runs while the hub is held (another OS thread) could catch the headers' time.
+- Some reads carry no stamp at all: the kernel turns stamping on for the whole system only
+  while some socket asks for it, and lazily, so a lone probe's first packets can arrive
+  unstamped. ``first`` is therefore the first read's stamp or unknown, never a later read's;
+  ``last`` the last read's or unknown, never an earlier one's.
 """
 
 from __future__ import annotations
@@ -30,12 +45,14 @@ class Stamps:
     """When one plain-http hop's request left and its response's bytes arrived.
 
     Unix times: ``sent`` when the request was handed to the kernel, ``first`` and ``last``
-    the kernel's receive times of the first and the last read.
+    the kernel's receive times of the first and the last read that returned data (None when
+    that read came unstamped).
     """
 
     sent: float | None = None
     first: float | None = None
     last: float | None = None
+    reads: int = 0  # reads that returned data
 
     def processing(self, bound: float) -> float | None:
         """Request sent to first byte in, at most ``bound`` (the monotonic interval around it:
@@ -71,13 +88,18 @@ class _StampedReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         size, ancillary, _flags, _address = self._sock.recvmsg_into([buffer], _ANCILLARY)
+        if not size:
+            return 0  # the end of the stream: no data, no stamp
+        at: float | None = None
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(data)
                 at = seconds + nanoseconds * 1e-9
-                if self._stamps.first is None:
-                    self._stamps.first = at
-                self._stamps.last = at
+        stamps = self._stamps
+        if not stamps.reads:
+            stamps.first = at
+        stamps.reads += 1
+        stamps.last = at
         return int(size)
 
 
