@@ -67,3 +67,4 @@ class ProbeResult:
     error_kind: ErrorKind | None
     error: str | None
     started_at: float  # unix time
+    attempts: int = 1  # probes made for this result: 1 + the retries used

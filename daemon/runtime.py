@@ -244,7 +244,8 @@ class Daemon:
         self.members_changed(self.membership.members())
 
     def _seed(self, targets: Sequence[Target]) -> None:
-        """History and failure streaks for ``targets`` from the results file last written."""
+        """History, failure streaks and uptime counts for ``targets`` from the results file
+        last written."""
         if self.results_file is None:
             return
         try:
@@ -271,6 +272,7 @@ class Daemon:
             state.seed(
                 history if isinstance(history, list) else [],
                 streak if isinstance(streak, int) else 0,
+                entry.get("uptime_buckets"),
             )
             seeded += 1
         if seeded:

@@ -1,0 +1,315 @@
+"""History and uptime per URL: counted in time buckets, written into the results document,
+and carried over to the next process (a restart, or another member taking a URL over), locally
+and on S3."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tracemalloc
+import zlib
+
+import boto3
+import pytest
+
+from daemon.model import ProbeResult, Target
+from daemon.outputs.document import build_document
+from daemon.store import (
+    FINE_BUCKETS,
+    ResultsStore,
+    TargetState,
+    decode_buckets,
+)
+from tests.daemon_process import DaemonProcess
+from tests.support import MotoServer, wait_until
+
+HOUR, DAY = 3600, 86_400
+T0 = 1_800_000_000  # a whole hour (and 5-minute period) in unix time
+FAST = ("--interval", "0.5", "--reload-interval", "0.3", "--publish-interval", "0.5")
+
+
+def result(up: bool, at: float, ms: float = 12.0, attempts: int = 1) -> ProbeResult:
+    return ProbeResult(
+        up=up,
+        status_code=200 if up else 503,
+        duration=ms / 1000,
+        phases=(0.0, 0.001, 0.0, ms / 1000 - 0.002, 0.001),
+        content_length=2,
+        redirects=0,
+        ssl=False,
+        cert_expiry=None,
+        error_kind=None if up else "http_status",
+        error=None if up else "status 503, expected 200-399",
+        started_at=at,
+        attempts=attempts,
+    )
+
+
+def state_with(*probes: tuple[bool, float]) -> TargetState:
+    state = TargetState(Target("http://127.0.0.1/x", "x"))
+    for up, at in probes:
+        state.record(result(up, at))
+    return state
+
+
+# -- uptime windows ------------------------------------------------------------------------
+
+
+def test_each_window_counts_only_the_probes_inside_it():
+    now = T0 + 30 * 60
+    state = state_with(
+        *[(False, now - 3 * DAY + i) for i in range(10)],  # in the week only
+        *[(True, now - 2 * HOUR + i) for i in range(10)],  # in the day and the week
+        *[(True, now - 20 * 60 + i) for i in range(4)],  # in all three
+        (False, now - 60),
+    )
+    assert state.uptime(now) == {"1h": 0.8, "24h": 14 / 15, "7d": 14 / 25}
+
+
+def test_probes_leave_a_window_as_it_moves_on():
+    state = state_with((False, T0), (True, T0 + 10))
+    assert state.uptime(T0 + 60) == {"1h": 0.5, "24h": 0.5, "7d": 0.5}
+    assert state.uptime(T0 + 2 * HOUR) == {"1h": None, "24h": 0.5, "7d": 0.5}
+    assert state.uptime(T0 + 2 * DAY) == {"1h": None, "24h": None, "7d": 0.5}
+    assert state.uptime(T0 + 8 * DAY) == {"1h": None, "24h": None, "7d": None}
+
+
+def test_the_bucket_a_window_starts_in_counts_for_its_share_inside_the_window():
+    # The failure's 5-minute bucket [T0, T0 + 300) is half inside the hour before ``now``.
+    now = T0 + HOUR + 150
+    state = state_with((False, T0 + 10), (True, now - 10))
+    assert state.uptime_ratio(now, HOUR) == pytest.approx(1 / 1.5)
+
+
+def test_a_new_probe_empties_the_buckets_it_reuses():
+    state = state_with((False, T0))
+    later = T0 + 169 * HOUR  # the failure's buckets, hourly and 5-minute, come round again
+    state.record(result(True, later))
+    state.record(result(False, later + 1))
+    assert state.uptime(later + 2) == {"1h": 0.5, "24h": 0.5, "7d": 0.5}
+
+
+def test_a_clock_set_back_by_more_than_a_week_starts_the_counts_afresh():
+    state = state_with((False, T0 + 30 * DAY))
+    state.record(result(True, T0))
+    assert state.uptime(T0 + 1) == {"1h": 1.0, "24h": 1.0, "7d": 1.0}
+
+
+def test_memory_per_target_does_not_grow_with_probes():
+    def allocated(probes: int) -> int:
+        tracemalloc.start()
+        states = []
+        for i in range(50):
+            state = TargetState(Target(f"http://127.0.0.1/{i}", str(i)))
+            for k in range(probes):  # a probe every 5 minutes, 8 days for the largest
+                state.record(result(k % 7 != 0, T0 + 300 * k))
+            states.append(state)
+        size, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return size
+
+    one, many = allocated(1), allocated(2400)
+    assert many <= one * 1.1, (one, many)
+
+
+# -- the results document --------------------------------------------------------------------
+
+
+def store_of(*states: tuple[str, list[tuple[bool, float]]]) -> ResultsStore:
+    store = ResultsStore()
+    for name, probes in states:
+        target = Target(f"http://127.0.0.1/{name}", name)
+        store.add(target)
+        for up, at in probes:
+            store.record(target, result(up, at))
+    return store
+
+
+def test_each_result_carries_its_uptime_attempts_and_buckets():
+    store = store_of(("shop", [(True, T0 + 10), (False, T0 + 20)]), ("new", []))
+    target = Target("http://127.0.0.1/retried", "retried")
+    store.add(target)
+    store.record(target, result(True, T0 + 30, attempts=3))
+    entries = {e["name"]: e for e in build_document(store, "app", now=T0 + 60)["results"]}
+    assert entries["shop"]["uptime"] == {"1h": 0.5, "24h": 0.5, "7d": 0.5}
+    assert entries["shop"]["attempts"] == 1 and entries["retried"]["attempts"] == 3
+    assert entries["shop"]["history"] == [12.0, None]
+    assert entries["new"]["uptime"] == {"1h": None, "24h": None, "7d": None}
+    assert entries["new"]["attempts"] is None and entries["new"]["uptime_buckets"] is None
+    decoded = decode_buckets(entries["shop"]["uptime_buckets"])
+    assert decoded is not None
+    at, counts = decoded
+    assert at == (T0 + 20) // 300
+    assert (counts[at % FINE_BUCKETS], counts[FINE_BUCKETS + at % FINE_BUCKETS]) == (2, 1)
+
+
+def test_history_and_uptime_survive_the_document_as_json():
+    probes = [(k % 3 != 0, T0 - 5 * DAY + 977 * k) for k in range(400)]
+    store = store_of(("shop", probes))
+    now = T0 + 10
+    entry = json.loads(json.dumps(build_document(store, "app", now=now)))["results"][0]
+    carried = TargetState(Target("http://127.0.0.1/shop", "shop"))
+    carried.seed(entry["history"], entry["consecutive_failures"], entry["uptime_buckets"])
+    original = store.get("http://127.0.0.1/shop")
+    assert original is not None
+    for later in (now, now + HOUR / 2, now + DAY / 3, now + 5 * DAY):
+        assert carried.uptime(later) == original.uptime(later)
+    assert carried.history_ms() == original.history_ms()
+    carried.record(result(False, now + 1))
+    original.record(result(False, now + 1))
+    assert carried.uptime(now + 2) == original.uptime(now + 2)
+
+
+def test_a_target_not_probed_again_yet_keeps_what_was_carried_over():
+    """A restart (or a handover) written down before the URL's first probe in the new process
+    must not wipe its history and uptime from the results file."""
+    earlier = build_document(store_of(("shop", [(False, T0), (True, T0 + 5)])), "app", now=T0)
+    entry = earlier["results"][0]
+    store = store_of(("shop", []))
+    state = store.get("http://127.0.0.1/shop")
+    assert state is not None
+    state.seed(entry["history"], 3, entry["uptime_buckets"])
+    again = build_document(store, "app", now=T0 + 60)["results"][0]
+    assert again["up"] is None and again["history"] == [None, 12.0]
+    assert again["consecutive_failures"] == 3
+    assert again["uptime"] == {"1h": 0.5, "24h": 0.5, "7d": 0.5}
+    assert again["uptime_buckets"] == entry["uptime_buckets"]
+
+
+def test_what_this_process_saw_is_not_replaced_by_what_it_reads_back():
+    state = state_with((True, T0))
+    elsewhere = build_document(store_of(("x", [(False, T0)] * 5)), "app", now=T0)["results"][0]
+    state.seed(elsewhere["history"], 5, elsewhere["uptime_buckets"])
+    assert state.uptime(T0 + 1)["1h"] == 1.0 and state.history_ms() == [12.0]
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        None,
+        "not a dict",
+        {"layout": "60x60", "at": T0, "counts": ""},
+        {"layout": "300x13,3600x169", "at": "soon", "counts": ""},
+        {"layout": "300x13,3600x169", "at": T0, "counts": "%%% not base64"},
+        {"layout": "300x13,3600x169", "at": T0, "counts": "AAAA"},
+        "1 MB of zeros",  # inflates to far more than the counts can be
+    ],
+)
+def test_damaged_uptime_counts_are_ignored(damaged):
+    if damaged == "1 MB of zeros":
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+        bomb = deflate.compress(bytes(1 << 20)) + deflate.flush()
+        damaged = {"layout": "300x13,3600x169", "at": T0, "counts": base64.b64encode(bomb).decode()}
+    state = TargetState(Target("http://127.0.0.1/x", "x"))
+    state.seed([1.0, None], 1, damaged)
+    assert state.uptime(T0) == {"1h": None, "24h": None, "7d": None}
+    assert state.history_ms() == [1.0, None]  # the rest is still carried over
+
+
+# -- a restart of the daemon, on local disk and on S3 ---------------------------------------
+
+
+class Switch:
+    """A site whose answer the test changes: failing before the restart, healthy after it."""
+
+    def __init__(self) -> None:
+        self.status = "503 Service Unavailable"
+
+    def __call__(self, environ, start_response):
+        start_response(self.status, [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+
+def fine_probes(entry: dict) -> int:
+    decoded = decode_buckets(entry["uptime_buckets"])
+    assert decoded is not None
+    return sum(decoded[1][:FINE_BUCKETS])
+
+
+def check_restart(read_entry, start_daemon, site: Switch) -> None:
+    """Run, SIGTERM, run again on the same results file: the second run's history is the
+    first's followed by its own probes, and its uptime counts the first run's failures."""
+    with start_daemon("first.log"):
+        wait_until(
+            lambda: (e := read_entry()) and len(e["history"]) >= 6,
+            timeout=30,
+            what="six probes in the results file",
+        )
+    before = read_entry()  # as written on the way out (SIGTERM)
+    assert before is not None
+    assert set(before["history"]) == {None} and before["uptime"]["1h"] == 0.0
+    earlier_probes = fine_probes(before)
+    assert earlier_probes >= len(before["history"])
+
+    site.status = "200 OK"
+    with start_daemon("second.log") as second:
+        after = wait_until(
+            lambda: (e := read_entry()) and e["up"] is True and e,
+            timeout=30,
+            what="the first healthy probe after the restart in the results file",
+        )
+        assert "event=history_carried_over" in second.log()
+    new = [ms for ms in after["history"] if ms is not None]
+    assert new and after["history"] == (before["history"] + new)[-20:]
+    assert fine_probes(after) == earlier_probes + len(new)
+    assert after["uptime"]["1h"] == pytest.approx(len(new) / (earlier_probes + len(new)))
+    assert after["consecutive_failures"] == 0
+
+
+def test_history_and_uptime_continue_after_a_restart(tmp_path, servers):
+    site = Switch()
+    url = f"http://127.0.0.1:{servers.wsgi(site)}/"
+    csv = tmp_path / "urls.csv"
+    csv.write_text(f"url,name\n{url},shop\n")
+    results = tmp_path / "results.json"
+
+    def read_entry() -> dict | None:
+        try:
+            return json.loads(results.read_text())["results"][0]
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def start(log: str) -> DaemonProcess:
+        return DaemonProcess(
+            "--targets", str(csv), "--results", str(results), *FAST, log=tmp_path / log
+        )  # fmt: skip
+
+    check_restart(read_entry, start, site)
+
+
+@pytest.fixture
+def moto():
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+def test_history_and_uptime_continue_after_a_restart_on_s3(tmp_path, servers, moto):
+    site = Switch()
+    url = f"http://127.0.0.1:{servers.wsgi(site)}/"
+    env = moto.env()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    s3.create_bucket(Bucket="upcheck")
+    s3.put_object(Bucket="upcheck", Key="urls.csv", Body=f"url,name\n{url},shop\n".encode())
+
+    def read_entry() -> dict | None:
+        try:
+            body = s3.get_object(Bucket="upcheck", Key="prod/results.json")["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        results = json.loads(body)["results"]
+        return results[0] if results else None
+
+    def start(log: str) -> DaemonProcess:
+        return DaemonProcess(
+            "--targets", "s3://upcheck/urls.csv", "--results", "s3://upcheck/prod/results.json",
+            *FAST, env=env, log=tmp_path / log,
+        )  # fmt: skip
+
+    check_restart(read_entry, start, site)
