@@ -157,7 +157,7 @@ class Snapshot:
 
     @cached_property
     def status_html(self) -> str:
-        return render_status_page(self.document)
+        return render_status_page(self.document, pause=self._pause)
 
     @cached_property
     def document_json(self) -> bytes:
