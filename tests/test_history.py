@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from daemon.model import ProbeResult, Target
-from daemon.outputs.document import build_document
+from daemon.outputs.document import Snapshot, build_document
 from daemon.store import (
     FINE_BUCKETS,
     ResultsStore,
@@ -141,6 +141,17 @@ def test_each_result_carries_its_uptime_attempts_and_buckets():
     at, counts = decoded
     assert at == (T0 + 20) // 300
     assert (counts[at % FINE_BUCKETS], counts[FINE_BUCKETS + at % FINE_BUCKETS]) == (2, 1)
+
+
+def test_the_results_json_lets_probes_run_while_it_is_encoded():
+    store = store_of(*[(f"u{i}", [(i % 9 != 0, T0)]) for i in range(1_200)])
+    pauses: list[int] = []
+    snapshot = Snapshot(store, "app", True, pause=lambda: pauses.append(1))
+    document = snapshot.document
+    pauses.clear()
+    encoded = snapshot.document_json
+    assert len(pauses) >= 2  # between every 500 results
+    assert encoded == json.dumps(document, separators=(",", ":")).encode()
 
 
 def test_history_and_uptime_survive_the_document_as_json():

@@ -161,4 +161,25 @@ class Snapshot:
 
     @cached_property
     def document_json(self) -> bytes:
-        return json.dumps(self.document, separators=(",", ":"), allow_nan=False).encode()
+        return encode_document(self.document, pause=self._pause)
+
+
+def encode_document(document: dict[str, Any], pause: Callable[[], None] | None = None) -> bytes:
+    """The document as compact JSON, its results encoded a few hundred at a time with
+    ``pause`` between: at 50k targets one ``json.dumps`` held the hub for over half a second.
+    The bytes are those of ``json.dumps`` with ``results`` moved last (where the daemon puts
+    it anyway)."""
+    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    head = {key: value for key, value in document.items() if key != "results"}
+    if "results" not in document:
+        return dumps(head).encode()
+    results = document["results"]
+    parts = [dumps(head)[:-1] + ',"results":[' if head else '{"results":[']
+    for start in range(0, len(results), 500):
+        if start:
+            parts.append(",")
+            if pause is not None:
+                pause()
+        parts.append(dumps(results[start : start + 500])[1:-1])
+    parts.append("]}")
+    return "".join(parts).encode()
