@@ -9,10 +9,11 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import gevent
 import pytest
 
 from daemon.model import ProbeResult, Target
-from daemon.outputs.document import build_document
+from daemon.outputs.document import Snapshot, build_document
 from daemon.outputs.page import FULL_ROWS, percent, render_status_page
 from daemon.store import ResultsStore
 from tests import servers as srv
@@ -174,6 +175,22 @@ def test_every_url_of_a_large_list_is_on_a_page_of_at_most_2_mb():
     assert "48,000 with 100% uptime over 1 h, 24 h and 7 d:" in rows.headings
     assert sum(1 for section, _ in rows.rows if section == "down") == 1000
     assert len(pauses) >= 50  # a large page lets the probes run while it is built
+
+
+def test_readers_of_one_snapshot_share_one_build_of_the_page_and_the_json():
+    """The builds yield to other greenlets; a second GET / meanwhile must wait for the first
+    build rather than start another (each costs up to a second of CPU at 50k targets)."""
+    store = ResultsStore()
+    for i in range(2_500):
+        target = Target(f"http://127.0.0.1/{i}", f"u{i}")
+        store.add(target)
+        store.record(target, result(i % 7 != 0, T0))
+    snapshot = Snapshot(store, "shop", True, pause=lambda: gevent.sleep(0))
+    snapshot.document  # noqa: B018 - built first, as Daemon.recent_snapshot does
+    for view in ("status_html", "document_json"):
+        readers = [gevent.spawn(getattr, snapshot, view) for _ in range(3)]
+        gevent.joinall(readers, raise_error=True)
+        assert len({id(reader.value) for reader in readers}) == 1, view
 
 
 def test_the_page_loads_nothing_from_elsewhere_and_runs_no_script():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -150,18 +151,29 @@ class Snapshot:
         self.targets_load_success = targets_load_success
         self.targets_total, self.targets_up, self.targets_down = store.counts()
         self._pause = pause
+        # The page and the JSON yield while they are built: a second reader of the same
+        # snapshot (GET / twice within a few seconds) waits for the first build, not a second.
+        self._building = threading.Lock()
+        self._html: str | None = None
+        self._json: bytes | None = None
 
     @cached_property
     def document(self) -> dict[str, Any]:
         return build_document(self._store, self.application, pause=self._pause)
 
-    @cached_property
+    @property
     def status_html(self) -> str:
-        return render_status_page(self.document, pause=self._pause)
+        with self._building:
+            if self._html is None:
+                self._html = render_status_page(self.document, pause=self._pause)
+            return self._html
 
-    @cached_property
+    @property
     def document_json(self) -> bytes:
-        return encode_document(self.document, pause=self._pause)
+        with self._building:
+            if self._json is None:
+                self._json = encode_document(self.document, pause=self._pause)
+            return self._json
 
 
 def encode_document(document: dict[str, Any], pause: Callable[[], None] | None = None) -> bytes:
