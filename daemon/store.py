@@ -77,6 +77,7 @@ class TargetState:
         "_ring",
         "_ring_len",
         "_ring_pos",
+        "_seeded",
         "consecutive_failures",
         "last",
         "target",
@@ -97,6 +98,7 @@ class TargetState:
         self._buckets: array[int] | None = None
         self._bucket_at = 0  # the newest 5-minute period counted (unix time // FINE_SECONDS)
         self._failed_at = _NO_FAILURE  # the 5-minute period of the newest failure counted
+        self._seeded = False  # whether seed() has carried an earlier owner's results over
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -154,20 +156,36 @@ class TargetState:
         uptime_buckets: Any = None,
     ) -> None:
         """Carry over what an earlier owner of this target saw (the results document's
-        ``history``, oldest first, None for a failure, and its ``uptime_buckets``), before
-        this process's first probe."""
-        if self.last is not None or self._ring_len or self._buckets is not None:
-            return  # this process has its own results already: they win
+        ``history``, oldest first, None for a failure, and its ``uptime_buckets``), once.
+
+        The results document is read while probing has begun (from S3 that takes a while), so
+        this process may have probed the target already: what it saw then comes after what is
+        carried over, and both are counted."""
+        if self._seeded:
+            return
+        self._seeded = True
+        own = self._ordered()
+        probed = self.version  # results recorded by this process
+        self._ring_len = self._ring_pos = 0
         for millis in list(history)[-HISTORY:]:
             if isinstance(millis, int | float) and not isinstance(millis, bool) and millis >= 0:
                 self._push(True, float(millis))
             else:
                 self._push(False, 0.0)
-        self.consecutive_failures = max(0, int(consecutive_failures))
+        for value in own[-HISTORY:]:
+            self._ring[self._ring_pos] = value
+            self._ring_pos = (self._ring_pos + 1) % HISTORY
+            self._ring_len = min(self._ring_len + 1, HISTORY)
+        if self.consecutive_failures == probed:  # every probe of this process failed, or none
+            self.consecutive_failures += max(0, int(consecutive_failures))
         decoded = decode_buckets(uptime_buckets)
-        if decoded is not None:
+        if decoded is None:
+            return
+        if self._buckets is None:
             self._bucket_at, self._buckets = decoded
-            self._failed_at = _newest_failure(self._buckets, self._bucket_at)
+        else:
+            self._bucket_at, self._buckets = _merged((self._bucket_at, self._buckets), decoded)
+        self._failed_at = max(self._failed_at, _newest_failure(self._buckets, self._bucket_at))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -263,6 +281,28 @@ def _ring_sum(counts: array[int], offset: int, n: int, low: int, high: int) -> i
     if start <= end:
         return sum(counts[offset + start : offset + end + 1])
     return sum(counts[offset + start : offset + n]) + sum(counts[offset : offset + end + 1])
+
+
+def _merged(
+    first: tuple[int, array[int]], second: tuple[int, array[int]]
+) -> tuple[int, array[int]]:
+    """Two sets of counts (each: newest 5-minute period, counts) added up, bucket by bucket of
+    the same period, for the newer of the two newest periods."""
+    at = max(first[0], second[0])
+    merged = array("H", bytes(2 * _COUNTS))
+    for offset, n, per in (
+        (0, FINE_BUCKETS, 1),
+        (_COARSE_PROBES, COARSE_BUCKETS, _FINE_PER_COARSE),
+    ):
+        newest = at // per
+        for index in range(newest - n + 1, newest + 1):
+            position = offset + index % n
+            for held_at, counts in (first, second):
+                if held_at // per - n < index <= held_at // per:
+                    probes = min(merged[position] + counts[position], _COUNT_MAX)
+                    merged[position] = probes
+                    merged[position + n] = min(merged[position + n] + counts[position + n], probes)
+    return at, merged
 
 
 def _newest_failure(counts: array[int], bucket_at: int) -> int:

@@ -151,7 +151,8 @@ def test_the_results_json_lets_probes_run_while_it_is_encoded():
     pauses.clear()
     encoded = snapshot.document_json
     assert len(pauses) >= 2  # between every 500 results
-    assert encoded == json.dumps(document, separators=(",", ":")).encode()
+    whole = {**document, "results": list(document["results"])}
+    assert encoded == json.dumps(whole, separators=(",", ":")).encode()
 
 
 def test_history_and_uptime_survive_the_document_as_json():
@@ -187,11 +188,35 @@ def test_a_target_not_probed_again_yet_keeps_what_was_carried_over():
     assert again["uptime_buckets"] == entry["uptime_buckets"]
 
 
-def test_what_this_process_saw_is_not_replaced_by_what_it_reads_back():
-    state = state_with((True, T0))
-    elsewhere = build_document(store_of(("x", [(False, T0)] * 5)), "app", now=T0)["results"][0]
-    state.seed(elsewhere["history"], 5, elsewhere["uptime_buckets"])
-    assert state.uptime(T0 + 1)["1h"] == 1.0 and state.history_ms() == [12.0]
+def test_probes_made_while_the_results_were_read_back_come_after_them_and_count_too():
+    """Reading the results back (from S3: a while) overlaps the first probes of the new
+    process; what they saw must not make the carried-over history and uptime be dropped."""
+    earlier = build_document(store_of(("x", [(False, T0 + i) for i in range(5)])), "app", T0)
+    carried = earlier["results"][0]
+    recovered = state_with((True, T0 + 60))
+    recovered.seed(carried["history"], 5, carried["uptime_buckets"])
+    assert recovered.history_ms() == [None] * 5 + [12.0]
+    assert recovered.uptime(T0 + 120) == {"1h": 1 / 6, "24h": 1 / 6, "7d": 1 / 6}
+    assert recovered.consecutive_failures == 0
+    still_down = state_with((False, T0 + 60), (False, T0 + 70))
+    still_down.seed(carried["history"], 5, carried["uptime_buckets"])
+    assert still_down.consecutive_failures == 7
+    assert still_down.uptime(T0 + 120)["1h"] == 0.0
+
+
+def test_what_was_carried_over_is_counted_once():
+    carried = build_document(store_of(("x", [(False, T0), (True, T0 + 1)])), "app", T0)
+    entry = carried["results"][0]
+    state = state_with()
+    for _ in range(2):  # e.g. two changes of members while the results were being read
+        state.seed(entry["history"], 1, entry["uptime_buckets"])
+    assert state.history_ms() == [None, 12.0]
+    assert state.consecutive_failures == 1
+    decoded = decode_buckets(entry["uptime_buckets"])
+    assert decoded is not None and state.uptime_buckets() == (
+        decoded[0] * 300,
+        decoded[1].tobytes(),
+    )
 
 
 @pytest.mark.parametrize(
