@@ -11,10 +11,10 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, overload
 
 from daemon.outputs.page import render_status_page
 from daemon.store import BucketEncoder, ResultsStore, TargetState
@@ -104,32 +104,77 @@ def _ms(seconds: float) -> float:
     return math.floor(seconds * 10_000 + 0.5) / 10
 
 
+class Results(Sequence[dict[str, Any]]):
+    """A document's results, each entry built from its target's state when it is read, and
+    not kept: at 50k targets the entries as dicts took ~100 MB, and each sink only needs a few
+    hundred at a time (the JSON is encoded in chunks, the page keeps a line of text per URL).
+
+    The targets are those of the moment the document was made; an entry shows its target as
+    it is when read, so two reads of one entry may differ by the probes recorded between.
+    """
+
+    def __init__(self, states: list[TargetState], now: float) -> None:
+        self._states = states
+        self._build = _Entries(now)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._build.entry(state) for state in self._states[index]]
+        return self._build.entry(self._states[index])
+
+
+def lazy_document(
+    store: ResultsStore, application: str, now: float | None = None
+) -> dict[str, Any]:
+    """The results document with its ``results`` as :class:`Results`: cheap to make and to
+    keep; the entries cost CPU each time they are read."""
+    now = time.time() if now is None else now
+    states = list(store.states())
+    up = down = 0
+    for state in states:
+        if state.last is not None:
+            if state.last.up:
+                up += 1
+            else:
+                down += 1
+    return {
+        "schema": SCHEMA,
+        "generated_at": iso(now),
+        "application": application,
+        "targets_total": len(states),
+        "targets_up": up,
+        "targets_down": down,
+        "results": Results(states, now),
+    }
+
+
 def build_document(
     store: ResultsStore,
     application: str,
     now: float | None = None,
     pause: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """The results document. ``pause`` is called every few hundred targets so that, with
-    gevent, building it for a large fleet does not hold up the probes running meanwhile."""
-    now = time.time() if now is None else now
-    build = _Entries(now)
-    entries = []
-    for index, state in enumerate(store.states(), start=1):
-        entries.append(build.entry(state))
-        if pause is not None and index % 500 == 0:
+    """The results document with every entry built, as a plain dict of lists. ``pause`` is
+    called every few hundred targets so that, with gevent, building it for a large fleet does
+    not hold up the probes running meanwhile."""
+    document = lazy_document(store, application, now)
+    results = document["results"]
+    entries: list[dict[str, Any]] = []
+    for start in range(0, len(results), 500):
+        if start and pause is not None:
             pause()
-    up = sum(1 for e in entries if e["up"] is True)
-    down = sum(1 for e in entries if e["up"] is False)
-    return {
-        "schema": SCHEMA,
-        "generated_at": iso(now),
-        "application": application,
-        "targets_total": len(entries),
-        "targets_up": up,
-        "targets_down": down,
-        "results": entries,
-    }
+        entries.extend(results[start : start + 500])
+    document["results"] = entries
+    return document
 
 
 class Snapshot:
@@ -159,7 +204,8 @@ class Snapshot:
 
     @cached_property
     def document(self) -> dict[str, Any]:
-        return build_document(self._store, self.application, pause=self._pause)
+        """The document; its ``results`` (:class:`Results`) are built as they are read."""
+        return lazy_document(self._store, self.application)
 
     @property
     def status_html(self) -> str:
@@ -186,12 +232,13 @@ def encode_document(document: dict[str, Any], pause: Callable[[], None] | None =
     if "results" not in document:
         return dumps(head).encode()
     results = document["results"]
-    parts = [dumps(head)[:-1] + ',"results":[' if head else '{"results":[']
+    opening = dumps(head)[:-1] + ',"results":[' if head else '{"results":['
+    parts = [opening.encode()]
     for start in range(0, len(results), 500):
         if start:
-            parts.append(",")
+            parts.append(b",")
             if pause is not None:
                 pause()
-        parts.append(dumps(results[start : start + 500])[1:-1])
-    parts.append("]}")
-    return "".join(parts).encode()
+        parts.append(dumps(results[start : start + 500])[1:-1].encode())
+    parts.append(b"]}")
+    return b"".join(parts)

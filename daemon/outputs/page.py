@@ -297,28 +297,35 @@ def _row(entry: dict[str, Any], kind: str, now: float) -> str:
     )
 
 
-def _lines(
-    entries: list[tuple[dict[str, Any], str]],
-    with_uptime: bool,
-    pause: Callable[[], None] | None,
-) -> list[str]:
+# One URL as the page keeps it while it sorts and groups the whole list: the entry itself is
+# read again only for a full row (with a lazy document, entries are built on each read).
+_Line = tuple[tuple[Any, ...], int, str, str]  # (sort key, index in results, name, uptime text)
+
+
+def _lines(lines: list[_Line], with_uptime: bool, pause: Callable[[], None] | None) -> list[str]:
     """Compact lines, in lists of :data:`CHUNK` (the browser lays out only those in view)."""
     out = []
-    for start in range(0, len(entries), CHUNK):
+    for start in range(0, len(lines), CHUNK):
         out.append("<ol>")
-        chunk = entries[start : start + CHUNK]
+        chunk = lines[start : start + CHUNK]
         if with_uptime:
-            out.extend(f"<li>{escape(str(e.get('name', '')))} <b>{up}</b>\n" for e, up in chunk)
+            out.extend(f"<li>{escape(name)} <b>{up}</b>\n" for _, _, name, up in chunk)
         else:
-            out.extend(f"<li>{escape(str(e.get('name', '')))}\n" for e, _ in chunk)
+            out.extend(f"<li>{escape(name)}\n" for _, _, name, _ in chunk)
         out.append("</ol>")
         if pause is not None:
             pause()
     return out
 
 
-def _sort_key(entry: dict[str, Any]) -> str:
-    return str(entry.get("name", "")).lower()
+def _line(index: int, entry: dict[str, Any], kind: str) -> _Line:
+    name = str(entry.get("name", ""))
+    uptime = entry.get("uptime")
+    key: tuple[Any, ...] = (name.lower(), index)
+    if kind == "unsteady":  # the least available first
+        day = uptime.get("24h") if isinstance(uptime, dict) else None
+        key = (day if isinstance(day, int | float) else 1.0, *key)
+    return key, index, name, uptime_text(uptime)
 
 
 def render_status_page(
@@ -330,21 +337,14 @@ def render_status_page(
     that with gevent a large page does not hold up the probes running meanwhile."""
     now = _parsed(document.get("generated_at")) or 0.0
     results = document.get("results") or []
-    groups: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in _SECTIONS}
-    for index, entry in enumerate(results, start=1):
-        groups[_kind(entry)].append(entry)
-        if pause is not None and index % PAUSE_EVERY == 0:
+    groups: dict[str, list[_Line]] = {key: [] for key, _ in _SECTIONS}
+    for index, entry in enumerate(results):
+        kind = _kind(entry)
+        groups[kind].append(_line(index, entry, kind))
+        if pause is not None and (index + 1) % PAUSE_EVERY == 0:
             pause()
-    for key, group in groups.items():
-        if key == "unsteady":  # the least available first
-
-            def worst(e: dict[str, Any]) -> tuple[float, str]:
-                day = (e.get("uptime") or {}).get("24h")
-                return (day if isinstance(day, int | float) else 1.0, _sort_key(e))
-
-            group.sort(key=worst)
-        else:
-            group.sort(key=_sort_key)
+    for group in groups.values():
+        group.sort()
     total = len(results)
     budget = total if total <= FULL_PAGE else FULL_ROWS
     out: list[str] = []
@@ -358,13 +358,16 @@ def render_status_page(
         out.append(f'<h2 id="h-{key}">{title} ({len(group):,})</h2>')
         if full:
             out.append(f"<table>{_HEAD}<tbody>")
-            out.extend(_row(entry, key, now) for entry in group[:full])
+            for number, (_, index, _, _) in enumerate(group[:full], start=1):
+                out.append(_row(results[index], key, now))
+                if pause is not None and number % 100 == 0:
+                    pause()
             out.append("</tbody></table>")
         # Compact lines: the name, and the uptime unless it is 100% in all three windows (the
         # most common case by far, listed last under a heading that says so).
-        rest = [(e, uptime_text(e.get("uptime"))) for e in group[full:]]
-        perfect = [line for line in rest if line[1] == "100%"]
-        other = [line for line in rest if line[1] != "100%"] if perfect else rest
+        rest = group[full:]
+        perfect = [line for line in rest if line[3] == "100%"]
+        other = [line for line in rest if line[3] != "100%"] if perfect else rest
         if other:
             more = f"{len(other):,} more" if full else f"{len(other):,}"
             out.append(
@@ -380,12 +383,12 @@ def render_status_page(
             out.extend(_lines(perfect, False, pause))
         out.append("</section>")
     body = "".join(out) or '<p class="note">No targets loaded.</p>'
-    return _page(document, groups, total, body, refresh_seconds)
+    counts = {key: len(group) for key, group in groups.items()}
+    return _page(document, counts, total, body, refresh_seconds)
 
 
-def _banner(groups: dict[str, list[dict[str, Any]]], total: int) -> str:
-    down, unsteady = len(groups["down"]), len(groups["unsteady"])
-    pending, up = len(groups["pending"]), len(groups["up"])
+def _banner(counts: dict[str, int], total: int) -> str:
+    down, unsteady, pending, up = (counts[k] for k in ("down", "unsteady", "pending", "up"))
     if total == 0:
         return '<p class="banner warn">No targets loaded.</p>'
     if down:
@@ -419,28 +422,26 @@ def _members(document: dict[str, Any]) -> str:
     return f" · merged from {len(parts)} members: {', '.join(parts)}"
 
 
-def _nav(groups: dict[str, list[dict[str, Any]]], total: int) -> str:
+def _nav(counts: dict[str, int], total: int) -> str:
     links = [f'<a href="#all">All {total:,}</a>']
     names = {"down": "Down", "unsteady": "Unsteady", "pending": "Not probed", "up": "Up"}
     links.extend(
-        f'<a href="#{key}">{names[key]} {len(groups[key]):,}</a>'
-        for key, _ in _SECTIONS
-        if groups[key]
+        f'<a href="#{key}">{names[key]} {counts[key]:,}</a>' for key, _ in _SECTIONS if counts[key]
     )
     return f'<nav aria-label="Show">{"".join(links)}</nav>'
 
 
 def _page(
     document: dict[str, Any],
-    groups: dict[str, list[dict[str, Any]]],
+    counts: dict[str, int],
     total: int,
     body: str,
     refresh_seconds: int | None,
 ) -> str:
     app = escape(str(document.get("application", "")))
     refresh = refresh_seconds or (15 if total <= FULL_PAGE else 60)
-    down = len(groups["down"])
-    up = len(groups["up"]) + len(groups["unsteady"])
+    down = counts["down"]
+    up = counts["up"] + counts["unsteady"]
     generated = escape(str(document.get("generated_at") or ""))
     hint = (
         " Find one URL with your browser's search: every URL is on this page."
@@ -455,9 +456,9 @@ def _page(
             f"<title>{app}: {down} down, {up} up</title>\n<style>{_STYLE}</style></head>\n",
             f'<body id="all">\n<header><h1>{app}</h1>\n',
             f'<p class="meta">generated {generated} (UTC){_members(document)}</p>\n',
-            _banner(groups, total),
+            _banner(counts, total),
             "\n",
-            _nav(groups, total),
+            _nav(counts, total),
             f'<p class="note">A link shows one section; "All" shows every one and the page '
             f"refreshes every {refresh} s (Chromium does not refresh a page opened at a "
             f"#section: reload it).{hint}</p></header>\n<main>\n",
