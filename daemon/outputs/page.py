@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 from html import escape
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -297,9 +298,10 @@ def _row(entry: dict[str, Any], kind: str, now: float) -> str:
     )
 
 
-# One URL as the page keeps it while it sorts and groups the whole list: the entry itself is
-# read again only for a full row (with a lazy document, entries are built on each read).
-_Line = tuple[tuple[Any, ...], int, str, str]  # (sort key, index in results, name, uptime text)
+# One URL as the page keeps it while it sorts and groups the whole list: (sort key, index in
+# the results, name, uptime text). The entry itself is read again only for a full row (with a
+# lazy document, entries are built on each read).
+_Line = tuple[Any, int, str, str]
 
 
 def _lines(lines: list[_Line], with_uptime: bool, pause: Callable[[], None] | None) -> list[str]:
@@ -321,11 +323,15 @@ def _lines(lines: list[_Line], with_uptime: bool, pause: Callable[[], None] | No
 def _line(index: int, entry: dict[str, Any], kind: str) -> _Line:
     name = str(entry.get("name", ""))
     uptime = entry.get("uptime")
-    key: tuple[Any, ...] = (name.lower(), index)
-    if kind == "unsteady":  # the least available first
-        day = uptime.get("24h") if isinstance(uptime, dict) else None
-        key = (day if isinstance(day, int | float) else 1.0, *key)
-    return key, index, name, uptime_text(uptime)
+    if kind != "unsteady":
+        return name.lower(), index, name, uptime_text(uptime)
+    day = uptime.get("24h") if isinstance(uptime, dict) else None  # the least available first
+    return (
+        (day if isinstance(day, int | float) else 1.0, name.lower()),
+        index,
+        name,
+        uptime_text(uptime),
+    )
 
 
 def render_status_page(
@@ -344,7 +350,9 @@ def render_status_page(
         if pause is not None and (index + 1) % PAUSE_EVERY == 0:
             pause()
     for group in groups.values():
-        group.sort()
+        group.sort(key=itemgetter(0))  # stable: equal names stay in the results' order
+        if pause is not None:
+            pause()
     total = len(results)
     budget = total if total <= FULL_PAGE else FULL_ROWS
     out: list[str] = []
@@ -368,6 +376,8 @@ def render_status_page(
         rest = group[full:]
         perfect = [line for line in rest if line[3] == "100%"]
         other = [line for line in rest if line[3] != "100%"] if perfect else rest
+        if pause is not None:
+            pause()
         if other:
             more = f"{len(other):,} more" if full else f"{len(other):,}"
             out.append(
