@@ -203,6 +203,10 @@ class TargetState:
             for v in self._ordered()
         ]
 
+    def failed_recently(self) -> bool:
+        """Whether a probe in the history failed."""
+        return self._ring_len > 0 and min(self._ring[: self._ring_len]) < 0
+
     def history_ms(self) -> list[float | None]:
         """Response times in ms, oldest first, None for a failed probe (the document's form)."""
         return [v / 10 if v >= 0 else None for v in self._ordered()]

@@ -177,6 +177,23 @@ def test_every_url_of_a_large_list_is_on_a_page_of_at_most_2_mb():
     assert len(pauses) >= 50  # a large page lets the probes run while it is built
 
 
+@pytest.mark.parametrize("size", [8, 1_200])  # every URL in full; compact lines
+def test_the_daemons_own_results_make_the_same_page_as_the_plain_document(size):
+    """The daemon's results are built as they are read and offer a cheaper brief of each
+    entry for sorting; the page must not differ from one made from plain entries."""
+    store = ResultsStore()
+    for i in range(size):
+        target = Target(f"http://127.0.0.1/{i}", f"u{i % 5}-{i}")
+        store.add(target)
+        for k in range(i % 4):  # none (not probed), all up, a failure among the last, down
+            store.record(target, result(not (i % 3 == 0 and k == i % 4 - 1 - i % 2), T0 + k))
+    lazy = Snapshot(store, "shop", True).document
+    plain = {**lazy, "results": list(lazy["results"])}
+    page = render_status_page(lazy)
+    assert page == render_status_page(plain)
+    assert {"down", "unsteady", "pending", "up"} <= {s for s, _ in parse(page).rows}
+
+
 def test_readers_of_one_snapshot_share_one_build_of_the_page_and_the_json():
     """The builds yield to other greenlets; a second GET / meanwhile must wait for the first
     build rather than start another (each costs up to a second of CPU at 50k targets)."""

@@ -131,6 +131,19 @@ class Results(Sequence[dict[str, Any]]):
             return [self._build.entry(state) for state in self._states[index]]
         return self._build.entry(self._states[index])
 
+    def brief(self, index: int) -> dict[str, Any]:
+        """What the page needs of every entry to sort and group them, a few times cheaper than
+        the entry: ``name``, ``up``, ``uptime``, and ``recent_failure`` (a failure in the
+        history) in place of ``history``."""
+        state = self._states[index]
+        last = state.last
+        return {
+            "name": state.target.name,
+            "up": None if last is None else last.up,
+            "uptime": {k: _ratio(v) for k, v in state.uptime(self._build.now).items()},
+            "recent_failure": state.failed_recently(),
+        }
+
 
 def lazy_document(
     store: ResultsStore, application: str, now: float | None = None
