@@ -25,7 +25,7 @@ from typing import Any
 from bench import scenarios
 from bench.procs import ROOT, Processes, cpus, worktree
 
-NAMES = ("compare", "https", "scale-1k", "scale-10k", "scale-50k", "fidelity", "members")
+NAMES = ("compare", "https", "scale-1k", "scale-10k", "scale-50k", "fidelity", "members", "page")
 RESULTS = ROOT / "bench" / "last-results.json"
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -50,6 +50,7 @@ def run_upcheck(env: scenarios.Env, checkout: Path, only: set[str], label: str) 
         ("scale-50k", lambda: scenarios.scale(env, checkout, 50_000, 60.0)),
         ("fidelity", lambda: scenarios.fidelity(env, checkout)),
         ("members", lambda: scenarios.members(env, checkout)),
+        ("page", lambda: scenarios.page(env, checkout)),
     ]
     for name, run in plan:
         if name in only:
@@ -158,6 +159,34 @@ def table(results: dict[str, Any]) -> str:
             (get(now, "scale-50k", "metrics_s_max") or 99) < 1,
         ),
         (
+            "status page at 50k targets, size (MiB)",
+            get(now, "page", "page_mib"),
+            "<= 2 MB (1.91 MiB)",
+            2,
+            (get(now, "page", "page_mib") or 99) * 1.048576 <= 2,
+        ),
+        (
+            "status page at 50k targets, CPU to build document and page (s)",
+            get(now, "page", "page_get_build_cpu_s"),
+            "< 1 s",
+            2,
+            (get(now, "page", "page_get_build_cpu_s") or 99) < 1,
+        ),
+        (
+            "status page at 50k targets, headless Chromium render (s)",
+            get(now, "page", "chromium_render_s"),
+            "< 3 s",
+            2,
+            (get(now, "page", "chromium_render_s") or 99) < 3,
+        ),
+        (
+            "peak RSS at 50k targets with a week of history (MiB)",
+            get(now, "page", "peak_rss_mib"),
+            "< 400 MB (381 MiB)",
+            0,
+            (get(now, "page", "peak_rss_mib") or 9999) * 1.048576 < 400,
+        ),
+        (
             "timing fidelity p99 error at ~70% of a core (ms)",
             get(now, "fidelity", "error_p99_ms"),
             "< 10 ms",
@@ -225,6 +254,21 @@ def table(results: dict[str, Any]) -> str:
         ("fidelity: error p99 ms", "fidelity", "error_p99_ms", 2),
         ("fidelity: error max ms", "fidelity", "error_max_ms", 2),
         ("fidelity: reference server's own p99 ms", "fidelity", "reference_p99_ms", 2),
+        ("page 50k: peak RSS MiB, a week of history read back", "page", "peak_rss_mib", 0),
+        ("page 50k: results file MiB", "page", "results_file_mib", 1),
+        ("page 50k: GET / MiB", "page", "page_mib", 2),
+        ("page 50k: document build CPU s", "page", "document_build_cpu_s", 3),
+        ("page 50k: page build CPU s", "page", "page_build_cpu_s", 3),
+        ("page 50k: GET / slowest s (page fetched in a loop)", "page", "page_get_s_max", 3),
+        ("page 50k: lateness p99 s, quiet", "page", "lateness_p99_quiet_s", 4),
+        ("page 50k: lateness p99 s, GET / every second", "page", "lateness_p99_page_1s_s", 4),
+        ("page 50k: lateness p99 s, GET / back to back", "page", "lateness_p99_page_loop_s", 4),
+        ("page 50k: CPU share, quiet", "page", "cpu_share_quiet", 2),
+        ("page 50k: CPU share, GET / every second", "page", "cpu_share_page_1s", 2),
+        ("page 50k: CPU share, GET / back to back", "page", "cpu_share_page_loop", 2),
+        ("page 50k: GET / fetches back to back", "page", "page_fetches_loop", 0),
+        ("page 50k: Chromium load + screenshot s (blank page)", "page", "chromium_blank_s", 2),
+        ("page 50k: Chromium load + screenshot s (the page)", "page", "chromium_page_s", 2),
     ]
     for label, scenario, key, digits in rows:
         peer_value = peer.get(key) if scenario == "compare" else None
@@ -337,8 +381,11 @@ def main() -> int:
         )
         if args.baseline:
             with worktree(args.baseline, Path(scratch)) as old:
-                # A list shared by members is new: an older commit has no --shard.
-                results["runs"]["baseline"] = run_upcheck(env, old, only - {"members"}, "baseline")
+                # A list shared by members is new: an older commit has no --shard; the page
+                # scenario reads back uptime counts an older commit does not write.
+                results["runs"]["baseline"] = run_upcheck(
+                    env, old, only - {"members", "page"}, "baseline"
+                )
         results["runs"]["current"] = run_upcheck(env, ROOT, only - {"compare"}, "current")
         if "compare" in only:
             compare_rounds(env, results, args.rounds or (1 if args.quick else 5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from bench.procs import (
     HERE,
     Processes,
     cpu_seconds,
+    free_port,
     http_get,
     machine_busy_seconds,
     peak_rss_mib,
@@ -340,4 +342,209 @@ def fidelity(env: Env, checkout: Path, delay: float = 0.2) -> dict[str, float]:
             "reference_p99_ms": 1000 * metrics.percentile(served, 0.99),
         }
     )
+    return figures
+
+
+# -- the status page at 50k targets, with a week of history carried over ----------------------
+
+
+def _full_history_document(rows: list[tuple[str, str]], down: set[str], now: float) -> bytes:
+    """A results document as a daemon would have written it after a week: every URL with 20
+    points of history and a week of uptime counts (every 5 minutes; every 17th probe failed for
+    the URLs in ``down``), for the daemon under test to read back at its start."""
+    from daemon.model import ProbeResult, Target
+    from daemon.store import BucketEncoder, TargetState
+
+    def counts(failing: bool) -> dict[str, Any]:
+        state = TargetState(Target("http://127.0.0.1/", "template"))
+        for k in range(7 * 24 * 12, 0, -1):
+            up = not (failing and k % 17 == 0)
+            state.record(
+                ProbeResult(up, 200 if up else 503, 0.004, (0, 0.001, 0, 0.002, 0.001), 3, 0,
+                            False, None, None if up else "http_status", None, now - 300 * k)
+            )  # fmt: skip
+        encoded = BucketEncoder().encode(state)
+        assert encoded is not None
+        return encoded
+
+    healthy, flaky = counts(False), counts(True)
+    results = []
+    for url, name in rows:
+        failing = name in down
+        results.append(
+            {
+                "name": name, "url": url, "up": not failing,
+                "status_code": None if failing else 200, "response_time_ms": 4.1,
+                "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 30)),
+                "error_kind": "connect" if failing else None,
+                "error": "connection refused" if failing else None,
+                "consecutive_failures": 3 if failing else 0,
+                "phases_ms": {"resolve": 0, "connect": 0.1, "tls": 0, "processing": 3.8,
+                              "transfer": 0.2},
+                "cert_expires_at": None,
+                "history": [4.1, 3.9, 4.4, 5.0, 4.2] * 3 + [None if failing else 4.0] * 5,
+                "attempts": 1, "uptime": None,
+                "uptime_buckets": flaky if failing else healthy,
+            }
+        )  # fmt: skip
+    document = {"schema": 1, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                time.gmtime(now - 30)), "application": "bench", "results": results}  # fmt: skip
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _window(pid: int, port: int, seconds: float, during=None, every: float = 0.0):
+    """Over ``seconds``: p99 of the probes' lateness, the daemon's CPU share, and how many times
+    ``during()`` ran (called in a loop, ``every`` seconds apart at most; bounded by the
+    window)."""
+    before = scrape(port)
+    runs = 0
+    cpu0, start = cpu_seconds(pid), time.monotonic()
+    deadline = start + seconds
+    while time.monotonic() < deadline:
+        if during is not None:
+            began = time.monotonic()
+            during()
+            runs += 1
+            rest = every - (time.monotonic() - began)
+        else:
+            rest = 1.0
+        time.sleep(max(0.0, min(rest, deadline - time.monotonic())))
+    cpu_share = (cpu_seconds(pid) - cpu0) / (time.monotonic() - start)
+    after = scrape(port)
+    late = metrics.delta(
+        metrics.buckets(after, "upcheck_probe_lateness_seconds"),
+        metrics.buckets(before, "upcheck_probe_lateness_seconds"),
+    )
+    return metrics.quantile(0.99, late), cpu_share, runs
+
+
+def _chromium_seconds(path: Path, workdir: Path, runs: int = 3) -> float:
+    """Median wall time of headless Chromium loading ``path`` and taking a screenshot."""
+    binary = shutil.which("chromium")
+    assert binary is not None
+    times = []
+    for run in range(runs):
+        profile = workdir / f"chromium-{path.stem}-{run}"
+        started = time.monotonic()
+        subprocess.run(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={profile}", "--window-size=1280,1400",
+             f"--screenshot={workdir / (path.stem + '.png')}", path.as_uri()],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        times.append(time.monotonic() - started)
+        shutil.rmtree(profile, ignore_errors=True)
+    return sorted(times)[len(times) // 2]
+
+
+def page(env: Env, checkout: Path, targets: int = 50_000, interval: float = 60.0) -> dict[str, Any]:
+    """``targets`` URLs (1% on a closed port, so down) at ``interval``, started on a results
+    file holding a week of history for every URL: peak RSS with the history full, the page's
+    size, the CPU to build it, lateness p99 and CPU share quiet, with ``GET /`` every second
+    and back to back, and how long headless Chromium takes to render it."""
+    from daemon.model import ProbeResult, Target
+    from daemon.outputs.document import Snapshot
+    from daemon.store import ResultsStore
+
+    closed = free_port()
+    rows = []
+    down = set()
+    for i in range(targets):
+        if i % 100 == 0:
+            rows.append((f"http://127.0.0.1:{closed}/p/{i}", f"p{i}"))
+            down.add(f"p{i}")
+        else:
+            rows.append((f"http://127.0.0.1:{env.nginx_port}/p/{i}", f"p{i}"))
+    csv = env.workdir / "page.csv"
+    write_csv(csv, [f"{url},{name}," for url, name in rows])
+    results = env.workdir / "page" / "results.json"
+    results.parent.mkdir(exist_ok=True)
+    now = time.time()
+    results.write_bytes(_full_history_document(rows, down, now))
+    figures: dict[str, Any] = {
+        "targets": targets,
+        "results_file_mib_start": results.stat().st_size / 2**20,
+    }
+    # The windows below fit between the first results-file write and the next one, which
+    # would otherwise land in one of them.
+    window = 15.0 if env.quick else 40.0
+    publish = max(interval, 3 * window + 20)
+    seeded = results.stat().st_mtime
+    proc, port = env.procs.upcheck(
+        checkout, csv, env.prober_cpu, interval, 500,
+        extra=("--results", str(results), "--publish-interval", f"{publish:g}"),
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: results.stat().st_mtime > seeded and probes_done(port) >= 0.98 * targets,
+            publish + 180,
+            "the first pass and the first results-file write",
+            every=1,
+        )
+        fetched: list[tuple[float, int]] = []
+
+        def fetch() -> None:
+            status, body, seconds = http_get(port, "/", timeout=60)
+            assert status == 200, status
+            fetched.append((seconds, len(body)))
+
+        quiet = _window(proc.pid, port, window)
+        figures["lateness_p99_quiet_s"], figures["cpu_share_quiet"], _ = quiet
+        # A browser (or several) refreshing every second, 15-60 times the page's own rate:
+        # each fetch after the 5 s cache expired builds the page again.
+        slow = _window(proc.pid, port, window, fetch, every=1.0)
+        figures["lateness_p99_page_1s_s"], figures["cpu_share_page_1s"], _ = slow
+        # Back to back: mostly the cached page served over and over.
+        tight = _window(proc.pid, port, window, fetch)
+        figures["lateness_p99_page_loop_s"], figures["cpu_share_page_loop"] = tight[:2]
+        figures["page_fetches_loop"] = tight[2]
+        figures["page_get_s_max"] = max(s for s, _ in fetched)
+        figures["page_get_s_median"] = sorted(s for s, _ in fetched)[len(fetched) // 2]
+        status, body, _ = http_get(port, "/", timeout=60)
+        assert status == 200, status
+        figures["page_mib"] = len(body) / 2**20
+        figures["peak_rss_mib"] = peak_rss_mib(proc.pid)
+    finally:
+        env.procs.stop(proc)  # SIGTERM: the last results file and page are written
+    figures["results_file_mib"] = results.stat().st_size / 2**20
+    figures["results_page_mib"] = results.with_suffix(".html").stat().st_size / 2**20
+    page_file = env.workdir / "page" / "page.html"
+    page_file.write_bytes(body)
+
+    # The build, in this process, from what the daemon wrote: a store of ``targets`` states
+    # carrying that history, each with a result, then the document and the page.
+    document = json.loads(results.read_bytes())
+    store = ResultsStore()
+    for entry in document["results"]:
+        target = Target(entry["url"], entry["name"])
+        store.add(target)
+        state = store.get(target.url)
+        assert state is not None
+        state.seed(entry["history"], entry["consecutive_failures"], entry["uptime_buckets"])
+        up = bool(entry["up"])
+        store.record(
+            target,
+            ProbeResult(up, 200 if up else None, 0.004, (0, 0.001, 0, 0.002, 0.001), 3, 0,
+                        False, None, None if up else "connect",
+                        None if up else "connection refused", time.time() - 1),
+        )  # fmt: skip
+    snapshot = Snapshot(store, "bench", True)
+    cpu0 = time.process_time()
+    snapshot.document  # noqa: B018 - timed
+    cpu1 = time.process_time()
+    html = snapshot.status_html
+    cpu2 = time.process_time()
+    figures["document_build_cpu_s"] = cpu1 - cpu0
+    figures["page_build_cpu_s"] = cpu2 - cpu1
+    figures["page_get_build_cpu_s"] = cpu2 - cpu0  # what one GET / costs: both
+    figures["page_build_mib"] = len(html.encode()) / 2**20
+
+    if shutil.which("chromium"):
+        blank = env.workdir / "page" / "blank.html"
+        blank.write_text("<!doctype html><title>blank</title><p>blank")
+        base = _chromium_seconds(blank, env.workdir)
+        full = _chromium_seconds(page_file, env.workdir)
+        figures["chromium_blank_s"] = base
+        figures["chromium_page_s"] = full
+        figures["chromium_render_s"] = max(full - base, 0.0)
     return figures
