@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import tracemalloc
 import zlib
 
@@ -14,6 +15,8 @@ import pytest
 
 from daemon.model import ProbeResult, Target
 from daemon.outputs.document import Snapshot, build_document
+from daemon.runtime import Daemon
+from daemon.settings import load
 from daemon.store import (
     FINE_BUCKETS,
     ResultsStore,
@@ -240,6 +243,37 @@ def test_damaged_uptime_counts_are_ignored(damaged):
     state.seed([1.0, None], 1, damaged)
     assert state.uptime(T0) == {"1h": None, "24h": None, "7d": None}
     assert state.history_ms() == [1.0, None]  # the rest is still carried over
+
+
+def test_a_url_that_moves_to_this_member_keeps_its_history_and_uptime(tmp_path):
+    """With a shared list, a member that takes URLs over (a peer left) reads what the peer
+    saw from the combined results file."""
+    targets = [Target(f"http://127.0.0.1:9/{i}", f"t{i}") for i in range(40)]
+    now = time.time()
+    seen = ResultsStore()
+    for i, target in enumerate(targets):
+        seen.add(target)
+        for k in range(4):
+            seen.record(target, result(k != i % 4, now - 60 * k))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(build_document(seen, "upcheck", now=now)))
+    csv = tmp_path / "urls.csv"
+    csv.write_text("url,name\n" + "".join(f"{t.url},{t.name}\n" for t in targets))
+
+    daemon = Daemon(load(["--targets", str(csv), "--results", str(results), "--shard", "0/2"]))
+    daemon.start_membership()  # static members 0 and 1; this is 0
+    daemon.apply(targets)
+    daemon.reloader.loaded = True
+    first_share = {t.url for t in daemon.own_share(targets)}
+    assert 0 < len(first_share) < len(targets)
+    daemon.members_changed(["0"])  # member 1 is gone: its URLs move here
+    assert len(daemon.store) == len(targets)
+    for target in targets:
+        state, before = daemon.store.get(target.url), seen.get(target.url)
+        assert state is not None and before is not None
+        assert state.history_ms() == before.history_ms()
+        assert state.uptime(now) == before.uptime(now) != {"1h": 1.0, "24h": 1.0, "7d": 1.0}
+        assert state.consecutive_failures == before.consecutive_failures
 
 
 # -- a restart of the daemon, on local disk and on S3 ---------------------------------------
