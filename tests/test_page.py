@@ -3,6 +3,7 @@ Chromium loading it from a daemon that probes local sites."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import time
@@ -210,6 +211,15 @@ def test_readers_of_one_snapshot_share_one_build_of_the_page_and_the_json():
         assert len({id(reader.value) for reader in readers}) == 1, view
 
 
+def test_a_failure_after_retries_says_how_many_attempts_it_took():
+    store = ResultsStore()
+    target = Target("http://127.0.0.1/retried", "retried")
+    store.add(target)
+    store.record(target, dataclasses.replace(result(False, T0), attempts=3))
+    text = parse(render_status_page(build_document(store, "shop", now=T0 + 1))).of("retried")[1]
+    assert "status 503, expected 200-399 (after 3 attempts)" in text
+
+
 def test_the_page_loads_nothing_from_elsewhere_and_runs_no_script():
     page = render_status_page(document_of(("a", [True]), ("b", [False])))
     assert "<script" not in page.lower()
@@ -316,6 +326,45 @@ def test_chromium_shows_each_url_with_its_state_and_uptime(tmp_path, servers, ca
     assert re.search(r"\d+ d left", rows.of("secure")[1])  # the certificate's days
     assert "2 of 4 URLs down" in dom
     assert (tmp_path / "status-page.png").stat().st_size > 10_000  # kept as the test artifact
+
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def test_the_page_needs_nothing_a_strict_content_security_policy_refuses(tmp_path, servers):
+    """The page is served (by web.py) under this policy: no script, no outside resource, only
+    inline style. Chromium logs each refusal; one policy stricter still proves it would."""
+    page = render_status_page(
+        document_of(("alpha", [True]), ("broken", [False]), ("flaky", [False, True]))
+    ).encode()
+
+    def serve(policy: str):
+        def app(environ, start_response):
+            found = environ["PATH_INFO"] == "/"
+            start_response(
+                "200 OK" if found else "404 Not Found",
+                [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", policy)],
+            )
+            return [page if found else b""]
+
+        return f"http://127.0.0.1:{servers.wsgi(app)}/"
+
+    def refusals(url: str) -> list[str]:
+        binary = need_binary("chromium")
+        run = subprocess.run(
+            [
+                binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                f"--user-data-dir={tmp_path / f'profile-{time.monotonic_ns()}'}",
+                "--enable-logging=stderr", "--v=0", "--dump-dom", url,
+            ],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0 and b"</html>" in run.stdout
+        log = run.stderr.decode(errors="replace").splitlines()
+        return [line for line in log if "Content Security Policy" in line]
+
+    assert refusals(serve(CSP)) == []
+    assert refusals(serve("default-src 'none'"))  # inline style refused: the check works
 
 
 def test_the_filter_links_show_one_section_without_a_script(tmp_path):

@@ -266,6 +266,9 @@ def _error(entry: dict[str, Any], kind: str) -> str:
         text = f'<span class="e">{escape(words)}</span>'
         if entry.get("error"):
             text += f": {escape(str(entry['error']))}"
+        attempts = entry.get("attempts")
+        if isinstance(attempts, int) and attempts > 1:
+            text += f" (after {attempts} attempts)"
         if isinstance(streak, int) and streak > 1:
             text += f" · {streak} failures in a row"
         return text
