@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from daemon.model import DEFAULT_EXPECTED, Target
-from daemon.redact import authority_is_ambiguous, redact_url
+from daemon.redact import Shown, authority_is_ambiguous, redact_text, redact_url
 
 METHODS = ("GET", "HEAD")
 COLUMNS = ("url", "name", "interval", "timeout", "method", "expected_status", "body_contains")
@@ -27,7 +27,7 @@ class TargetsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ParsedTargets:
     targets: tuple[Target, ...]
-    errors: tuple[str, ...]  # "line N: reason", in file order
+    errors: tuple[Shown, ...]  # "line N: reason", in file order
 
 
 def parse_expected_status(raw: str) -> tuple[tuple[int, int], ...]:
@@ -93,8 +93,9 @@ def check_url(url: str) -> str:
 
 
 def _default_name(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or url
+    """The host and path, from the URL as shown (a path may hold ``;jsessionid=...``)."""
+    parts = urlsplit(redact_url(url))
+    host = parts.hostname or ""
     path = parts.path.rstrip("/")
     return f"{host}{path}" if path else host
 
@@ -197,7 +198,9 @@ def parse_targets(data: bytes) -> ParsedTargets:
         seen_labels[labels] = number
         targets.append(target)
 
-    messages = tuple(f"line {number}: {reason}" for number, reason in sorted(errors))
+    # Each reason shows only redacted URLs; redacting the whole line again is the net for a
+    # cell quoted verbatim (an unknown column, a bad interval) that holds a URL or a secret.
+    messages = tuple(redact_text(f"line {number}: {reason}") for number, reason in sorted(errors))
     rows_given = len(body) + len(numbered) - len(rows)
     if rows_given and not targets:
         raise TargetsError(f"no valid target in {rows_given} row(s); first problem: {messages[0]}")
