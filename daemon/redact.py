@@ -1,11 +1,11 @@
 """Keep credentials out of everything a person or a machine can read back.
 
-Text that is shown (labels, results, logs, the status page, error messages) has the type
+A URL or an error message that is shown (labels, results, logs, the status page) has the type
 :data:`Shown`, and only this module makes one: a URL through :func:`redact_url`, free text that
-may quote a URL (a probe's error message, say) through :func:`redact_text`. Both mask
-userinfo as ``xxxxx`` and so do they the value of any ``key=value`` pair whose key looks like
-a secret, wherever it sits: query (``&`` or ``;`` separated), fragment (``#access_token=``),
-path parameters (``;jsessionid=``), percent-encoded keys (``%74oken``) included.
+may quote a URL (a probe's error message, say) through :func:`redact_text`. Both replace
+userinfo by ``xxxxx``, and the value of any ``key=value`` pair whose key looks like a secret,
+wherever it sits: query (``&`` or ``;`` separated), fragment (``#access_token=``), path
+parameters (``;jsessionid=``), percent-encoded keys (``%74oken``) included.
 
 Userinfo is what RFC 3986 says it is: an ``@`` between ``scheme://`` and the first ``/``, ``?``
 or ``#``. An ``@`` further on (``/users/a@b.example``, ``?email=ops@corp.example``) is part of
