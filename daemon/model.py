@@ -7,10 +7,10 @@ use them without pulling in the probe's transport (urllib3, requests) or AWS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from daemon.redact import redact_url
+from daemon.redact import Shown, redact_url
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 
@@ -31,7 +31,7 @@ ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 DEFAULT_EXPECTED = ((200, 399),)
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True, repr=False)
 class Target:
     """One URL to watch, with its own settings (``None`` means: use the daemon's default)."""
 
@@ -42,11 +42,21 @@ class Target:
     method: str = "GET"
     expected_status: tuple[tuple[int, int], ...] = DEFAULT_EXPECTED
     body_contains: str | None = None
+    # The URL as written, with credentials masked: the only form ever shown. Made once here,
+    # not at every use: metrics labels, CloudWatch and every log line read it.
+    display_url: Shown = field(init=False, compare=False)
 
-    @property
-    def display_url(self) -> str:
-        """The URL as written, with credentials masked: the only form ever shown."""
-        return redact_url(self.url)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "display_url", redact_url(self.url))
+
+    def __repr__(self) -> str:
+        """As a dataclass's, but with the URL as shown: a Target in a log or a traceback must
+        not print its credentials."""
+        return (
+            f"Target(url={self.display_url!r}, name={self.name!r}, interval={self.interval!r},"
+            f" timeout={self.timeout!r}, method={self.method!r},"
+            f" expected_status={self.expected_status!r}, body_contains={self.body_contains!r})"
+        )
 
     def status_ok(self, status: int) -> bool:
         return any(low <= status <= high for low, high in self.expected_status)
@@ -65,5 +75,5 @@ class ProbeResult:
     ssl: bool  # the final URL was https
     cert_expiry: float | None  # unix time of the leaf certificate's expiry, if one was seen
     error_kind: ErrorKind | None
-    error: str | None
+    error: Shown | None  # one line, credentials masked (daemon.probe.classify.readable)
     started_at: float  # unix time

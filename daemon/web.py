@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from daemon.outputs.exposition import CONTENT_TYPE, Scrape
+from daemon.outputs.page import POLICY
 from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
 
 StartResponse = Callable[..., Any]
@@ -19,6 +20,15 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 
 _TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 _JSON = (("Content-Type", "application/json"), ("Cache-Control", "no-cache"))
+# The status page shows names, URLs and errors from the CSV and from the probed servers: it is
+# escaped, and this says a browser must run nothing even if something slipped through.
+# frame-ancestors works only as a header, not in the page's <meta>.
+_HTML = (
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Content-Security-Policy", f"{POLICY}; frame-ancestors 'none'"),
+)
+# On every answer: /ready and /health echo text from the CSV; never let a browser sniff it.
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
 def results_answer(
@@ -102,7 +112,7 @@ def create_app(
     def page_answer() -> Answer:
         return (
             "200 OK",
-            [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
+            [*_HTML, ("Cache-Control", "no-store")],
             status_page().encode(),
         )
 
@@ -130,7 +140,7 @@ def create_app(
                 assert handler is not None
                 status, headers, body = handler()
             chunks, length = [body], len(body)
-        start_response(status, [*headers, ("Content-Length", str(length))])
+        start_response(status, [*headers, ("Content-Length", str(length)), _NOSNIFF])
         return [b""] if method == "HEAD" else chunks
 
     return app

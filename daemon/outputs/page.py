@@ -6,6 +6,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
+# What the page may load: nothing but its own inline style (no script, no frame, no form, no
+# base). A <meta> carries it too, for copies served without our headers (the S3 object).
+POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none';"
+    " form-action 'none'"
+)
+
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2127;background:#fafbfc}
 h1{font-size:1.3rem;margin:0 0 .3rem}.meta{color:#5b6470;margin-bottom:1rem}
@@ -71,6 +78,7 @@ def render_status_page(document: dict[str, Any], refresh_seconds: int = 15) -> s
     app = esc(document["application"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{POLICY}">
 <meta http-equiv="refresh" content="{refresh_seconds}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{app}: {document["targets_down"]} down, {document["targets_up"]} up</title>

@@ -22,6 +22,7 @@ from daemon import __version__
 from daemon.model import ErrorKind, Target
 from daemon.probe.classify import ProbeFailure, readable
 from daemon.probe.connection import Addresses, Endpoint, Trace, TracedConnection
+from daemon.redact import Shown
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -63,7 +64,7 @@ class Outcome:
     body_found: bool = True
     complete: bool = False  # a response was read and evaluated
     error_kind: ErrorKind | None = None
-    error: str | None = None
+    error: Shown | None = None
 
     def fail(self, kind: ErrorKind, message: str) -> None:
         self.error_kind = kind

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 from daemon.model import DEFAULT_EXPECTED, Target
-from daemon.redact import authority_is_ambiguous, redact_url
+from daemon.redact import Shown, authority_is_ambiguous, redact_text, redact_url
 
 METHODS = ("GET", "HEAD")
 COLUMNS = ("url", "name", "interval", "timeout", "method", "expected_status", "body_contains")
@@ -27,7 +30,7 @@ class TargetsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ParsedTargets:
     targets: tuple[Target, ...]
-    errors: tuple[str, ...]  # "line N: reason", in file order
+    errors: tuple[Shown, ...]  # "line N: reason", in file order
 
 
 def parse_expected_status(raw: str) -> tuple[tuple[int, int], ...]:
@@ -66,35 +69,102 @@ def _seconds(column: str, raw: str) -> float | None:
 
 _NO_HEADER = ("url", "name")
 
+# "scheme://" then text without "/?#@", a ",", more such text (","s allowed) and an "@": a
+# "user:password@" cut in two by an unquoted comma. The url cell ends early
+# ("https://alice:hunter") and the rest of the credentials land in the next cells.
+_CUT_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s\",]*,[^/?#@\s\"]*@")
+_CUT_USERINFO_REASON = (
+    "an unquoted ',' looks like it cuts the url's credentials: quote the url cell, or write"
+    " ',' as %2C (the row is not shown)"
+)
+# What follows the host's ":" may be the start of a password with an unencoded "/", "?" or "#"
+# ("https://bob:pa/ss@host/" is host "bob", port "pa"): such a URL is never shown.
+_BAD_PORT = (
+    "bad url (not shown): what follows ':' after the host is not a port from 1 to 65535; if it"
+    " is a password, percent-encode '/', '?', '#' and '@' in it (%2F, %3F, %23, %40)"
+)
+
+
+def _cuts_userinfo(line: str, cells: Sequence[str]) -> bool:
+    """True when an unquoted comma splits the userinfo of a URL in ``line`` across cells."""
+    if "@" not in line:
+        return False
+    return any(
+        not any(found.group() in cell for cell in cells) for found in _CUT_USERINFO.finditer(line)
+    )
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` (as urlsplit gives it: lower case, no brackets) can never be sent, or None.
+
+    The same rules as the probe's send path: requests IDNA-encodes a non-ASCII name with the
+    ``idna`` package (UTS 46) and refuses an ASCII one that starts with ``*`` or ``.``; the
+    resolver then encodes the name with Python's ``idna`` codec, which refuses an empty label
+    or one longer than 63 characters (one trailing dot is a fully qualified name).
+    """
+    if ":" in host:  # an IPv6 literal: urlsplit has checked it
+        return None
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except UnicodeError as exc:  # idna.IDNAError and its kin
+            return f"the host is not a valid international name ({exc})"
+    elif host.startswith(("*", ".")):
+        return "the host starts with '*' or '.'"
+    labels = host.split(".")
+    if len(labels) > 1 and not labels[-1]:
+        labels.pop()  # "shop.example.": fully qualified
+    if any(not label for label in labels):
+        return "the host has an empty label"
+    if any(len(label) > 63 for label in labels):
+        return "the host has a label longer than 63 characters"
+    return None
+
 
 def check_url(url: str) -> str:
-    """Return the URL stripped of surrounding blanks, or raise ValueError saying what is wrong."""
+    """Return the URL stripped of surrounding blanks, or raise ValueError saying what is wrong.
+
+    What passes can be sent: the checks are those of the probe's send path, so a URL that
+    would fail at every probe for its form alone is refused here, once, with its line.
+    """
     url = url.strip()
     if not url:
         raise ValueError("empty url")
-    shown = redact_url(url)
     if authority_is_ambiguous(url):
-        raise ValueError(
-            f"bad url {shown!r}: an '@' after the host looks like credentials with an unencoded"
-            " '/', '?' or '#'; percent-encode them (%2F, %3F, %23, and '@' as %40)"
-        )
+        raise ValueError(_BAD_PORT)
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ValueError(f"bad url {shown!r}: {exc}") from None
+        # urlsplit's own words may quote the authority, credentials and all: not shown.
+        reason = "Invalid IPv6 URL" if str(exc) == "Invalid IPv6 URL" else "cannot be parsed"
+        raise ValueError(f"bad url {shown!r}: {reason}") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"bad url {shown!r}: only http and https are supported")
-    if not parts.hostname:
-        raise ValueError(f"bad url {shown!r}: no host")
     if any(ch.isspace() for ch in url):
         raise ValueError(f"bad url {shown!r}: contains white space")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(_BAD_PORT) from None
+    if port == 0:
+        raise ValueError(f"bad url {shown!r}: port 0")
+    if "\\" in parts.netloc:
+        # urllib3 (which sends) ends the host at a "\", urlsplit (which this file and the
+        # redaction follow) does not: the two would disagree on where to connect.
+        raise ValueError(f"bad url {shown!r}: a '\\' before the path")
+    if not parts.hostname:
+        raise ValueError(f"bad url {shown!r}: no host")
+    problem = host_problem(parts.hostname)
+    if problem is not None:
+        raise ValueError(f"bad url {shown!r}: {problem}")
     return url
 
 
 def _default_name(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or url
+    """The host and path, from the URL as shown (a path may hold ``;jsessionid=...``)."""
+    parts = urlsplit(redact_url(url))
+    host = parts.hostname or ""
     path = parts.path.rstrip("/")
     return f"{host}{path}" if path else host
 
@@ -134,6 +204,7 @@ def parse_targets(data: bytes) -> ParsedTargets:
     ]
     if not numbered:
         return ParsedTargets((), ())
+    lines = dict(numbered)
 
     errors: list[tuple[int, str]] = []
     rows: list[tuple[int, list[str]]] = []
@@ -155,6 +226,9 @@ def parse_targets(data: bytes) -> ParsedTargets:
     seen: dict[str, int] = {}
     seen_labels: dict[tuple[str, str], int] = {}
     for number, cells in body:
+        if _cuts_userinfo(lines[number], cells):
+            errors.append((number, _CUT_USERINFO_REASON))
+            continue
         if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
             if header is not _NO_HEADER:
                 # More cells than the header names: likely an unquoted comma; guessing which
@@ -197,7 +271,9 @@ def parse_targets(data: bytes) -> ParsedTargets:
         seen_labels[labels] = number
         targets.append(target)
 
-    messages = tuple(f"line {number}: {reason}" for number, reason in sorted(errors))
+    # Each reason shows only redacted URLs; redacting the whole line again is the net for a
+    # cell quoted verbatim (an unknown column, a bad interval) that holds a URL or a secret.
+    messages = tuple(redact_text(f"line {number}: {reason}") for number, reason in sorted(errors))
     rows_given = len(body) + len(numbered) - len(rows)
     if rows_given and not targets:
         raise TargetsError(f"no valid target in {rows_given} row(s); first problem: {messages[0]}")
