@@ -20,7 +20,7 @@ output "targets_s3_uri" {
 
 output "results_s3_uri" {
   description = "Where the daemon writes results.json (status.html beside it)."
-  value       = "s3://${module.storage.results_bucket}/${var.results_prefix}/results.json"
+  value       = "s3://${module.storage.results_bucket}/${local.results_key}"
 }
 
 output "logs_bucket" {
