@@ -97,6 +97,7 @@ module "storage" {
   partition                 = local.partition
   targets_bucket            = local.targets_bucket
   results_bucket            = local.results_bucket
+  results_parts_prefix      = var.shard == "ecs" ? local.results_parts_prefix : ""
   logs_bucket               = local.logs_bucket
   kms_key_arn               = module.encryption.key_arn
   task_role_arn             = module.iam.task_role_arn

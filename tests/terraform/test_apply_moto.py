@@ -344,6 +344,13 @@ def test_task_role_reads_writes_and_lists_the_results_parts(stack):
     assert _as_list(listing["Resource"]) == [f"arn:aws:s3:::{results}"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{key}.parts/*"}}
 
+    # The parts of replaced tasks are removed a day after their last write.
+    rules = stack.client("s3").get_bucket_lifecycle_configuration(Bucket=results)["Rules"]
+    (expiring,) = [r for r in rules if r.get("Expiration", {}).get("Days")]
+    assert expiring["Status"] == "Enabled"
+    assert expiring["Filter"] == {"Prefix": f"{key}.parts/"}
+    assert expiring["Expiration"]["Days"] == 1
+
 
 def test_buckets_are_private_encrypted_versioned_and_tls_only(stack):
     s3 = stack.client("s3")

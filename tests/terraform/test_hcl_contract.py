@@ -357,6 +357,28 @@ def test_task_role_reaches_the_results_parts_by_their_prefix_only():
     assert call["results_parts_prefix"] == "${local.results_parts_prefix}"
 
 
+def test_parts_left_behind_by_replaced_tasks_expire():
+    storage = parse("modules/storage/main.tf")
+    results = next(m["results"] for m in storage["module"] if "results" in m)
+    # python-hcl2 renders the map key oddly; the moto apply checks the real rule (one day).
+    expire = results["expire_prefixes"]
+    assert expire.startswith('${var.results_parts_prefix == "" ? {} : {'), expire
+    assert expire.endswith("(var.results_parts_prefix)}': 1}}"), expire
+    call = next(m["storage"] for m in parse("main.tf")["module"] if "storage" in m)
+    assert call["results_parts_prefix"] == (
+        '${var.shard == "ecs" ? local.results_parts_prefix : ""}'
+    )
+    lifecycle = blocks(
+        parse("modules/private_bucket/main.tf"), "resource", "aws_s3_bucket_lifecycle_configuration"
+    )["this"]
+    (dynamic,) = lifecycle["dynamic"]
+    rule = dynamic["rule"]
+    assert rule["for_each"] == "${var.expire_prefixes}"
+    (content,) = rule["content"]
+    assert content["filter"] == [{"prefix": "${rule.key}"}]
+    assert content["expiration"] == [{"days": "${rule.value}"}]
+
+
 def test_bucket_policies_refuse_plain_http_and_foreign_principals():
     bucket = blocks(parse("modules/private_bucket/main.tf"), "data", "aws_iam_policy_document")
     statements = {s["sid"]: s for s in bucket["this"]["statement"]}

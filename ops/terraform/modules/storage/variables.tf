@@ -18,6 +18,11 @@ variable "results_bucket" {
   type        = string
 }
 
+variable "results_parts_prefix" {
+  description = "Key prefix of the per-task results parts (<results key>.parts/), whose abandoned objects expire after a day; empty without sharding."
+  type        = string
+}
+
 variable "logs_bucket" {
   description = "Name of the bucket receiving ALB and S3 access logs."
   type        = string
