@@ -425,6 +425,9 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     ]
     dashboard = cloudwatch.get_dashboard(DashboardName=stack.outputs["dashboard_name"])
     assert "TargetsLoadSuccess" in dashboard["DashboardBody"]
+    # Running against desired tasks, side by side, now that there can be many.
+    assert "RunningTaskCount" in dashboard["DashboardBody"]
+    assert "DesiredTaskCount" in dashboard["DashboardBody"]
 
 
 def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):
