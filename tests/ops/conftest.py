@@ -266,24 +266,15 @@ class Prometheus:
         return self.api("query", query=expr)["result"]
 
 
-@pytest.fixture(scope="session")
-def live_prometheus(
-    tmp_path_factory: pytest.TempPathFactory, live_daemon: Daemon
-) -> Iterator[Prometheus]:
-    """The Debian `prometheus` server scraping only the live daemon, every second, with the
-    project's alert rules loaded and evaluated every second. No Alertmanager, no remote write,
-    no service discovery: it talks to 127.0.0.1 and nothing else."""
+def start_prometheus(folder: Path, static_configs: list[dict]) -> Prometheus:
+    """The Debian `prometheus` server scraping `static_configs` as job `upcheck` every second,
+    with the project's alert rules loaded and evaluated every second. No Alertmanager, no
+    remote write, no service discovery: it talks to 127.0.0.1 and nothing else."""
     binary = need_binary("prometheus")
-    folder = tmp_path_factory.mktemp("prometheus")
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
-        "scrape_configs": [
-            {
-                "job_name": "upcheck",
-                "static_configs": [{"targets": [f"127.0.0.1:{live_daemon.port}"]}],
-            }
-        ],
+        "scrape_configs": [{"job_name": "upcheck", "static_configs": static_configs}],
     }
     (folder / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
@@ -314,5 +305,45 @@ def live_prometheus(
             return False
 
     wait_until(ready, timeout=30, what="prometheus to be ready")
+    return prometheus
+
+
+@pytest.fixture(scope="session")
+def live_prometheus(
+    tmp_path_factory: pytest.TempPathFactory, live_daemon: Daemon
+) -> Iterator[Prometheus]:
+    """A real Prometheus scraping only the live daemon (see start_prometheus)."""
+    prometheus = start_prometheus(
+        tmp_path_factory.mktemp("prometheus"),
+        [{"targets": [f"127.0.0.1:{live_daemon.port}"]}],
+    )
     yield prometheus
-    stop(proc)
+    stop(prometheus.proc)
+
+
+# The two "tasks" of twin_prometheus.
+TWIN_TASKS = ("task-a", "task-b")
+
+
+@pytest.fixture(scope="session")
+def twin_prometheus(
+    tmp_path_factory: pytest.TempPathFactory, live_daemon: Daemon
+) -> Iterator[Prometheus]:
+    """A Prometheus that scrapes the live daemon twice, as two tasks (`instance` task-a and
+    task-b) that both export every URL: what it sees for one refresh while URLs change hands
+    between tasks (SPEC.md "Sharding"), here all the time. Whatever the dashboard and the
+    alert rules say about URLs must come out once, as from the single-task live_prometheus."""
+    address = f"127.0.0.1:{live_daemon.port}"
+    prometheus = start_prometheus(
+        tmp_path_factory.mktemp("twin-prometheus"),
+        [{"targets": [address], "labels": {"instance": task}} for task in TWIN_TASKS],
+    )
+
+    def both_tasks_scraped() -> bool:
+        # The two scrapes start apart: until both have landed, it looks like one task.
+        answer = prometheus.query("count by (instance) (probe_success)")
+        return {s["metric"].get("instance") for s in answer} == set(TWIN_TASKS)
+
+    wait_until(both_tasks_scraped, timeout=30, what="both tasks to be scraped")
+    yield prometheus
+    stop(prometheus.proc)
