@@ -19,7 +19,7 @@ output "targets_s3_uri" {
 }
 
 output "results_s3_uri" {
-  description = "Where the daemon writes results.json (status.html beside it)."
+  description = "Where the daemon writes results.json (results.html, the status page, beside it)."
   value       = "s3://${module.storage.results_bucket}/${local.results_key}"
 }
 

@@ -254,7 +254,7 @@ variable "targets_key" {
 }
 
 variable "results_prefix" {
-  description = "Prefix in the results bucket under which the daemon writes results.json and status.html."
+  description = "Prefix in the results bucket under which the daemon writes results.json and results.html (and, sharded, results.json.parts/)."
   type        = string
   default     = "results"
 

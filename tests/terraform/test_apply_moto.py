@@ -289,7 +289,7 @@ def test_task_role_is_least_privilege(stack):
     expected = {
         f"arn:aws:s3:::{targets}/targets/urls.csv",
         f"arn:aws:s3:::{results}/results/results.json",
-        f"arn:aws:s3:::{results}/results/status.html",
+        f"arn:aws:s3:::{results}/results/results.html",
         f"arn:aws:s3:::{results}/results/results.json.parts/*",
         f"arn:aws:s3:::{results}",
         f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/upcheck/*",

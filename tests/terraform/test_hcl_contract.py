@@ -237,7 +237,8 @@ def test_task_role_is_scoped_to_the_two_buckets_the_key_and_the_namespace():
     assert local["results_bucket_arn"] == "arn:${var.partition}:s3:::${var.results_bucket}"
     assert local["results_object_arns"] == [
         "${local.results_bucket_arn}/${var.results_key}",
-        "${local.results_bucket_arn}/${dirname(var.results_key)}/status.html",
+        # the page is named after the results file (daemon/outputs/results_file.py page_name)
+        '${local.results_bucket_arn}/${trimsuffix(var.results_key, ".json")}.html',
     ]
 
     statements = {

@@ -11,10 +11,11 @@ locals {
   results_bucket_arn = "arn:${var.partition}:s3:::${var.results_bucket}"
 
   # What the daemon writes (SPEC.md "Results file" and "Sharding"): the combined results file,
-  # the status page beside it, and with sharding one part per member under <results key>.parts/.
+  # the status page beside it, named after it (results.json -> results.html), and with
+  # sharding one part per member under <results key>.parts/.
   results_object_arns = [
     "${local.results_bucket_arn}/${var.results_key}",
-    "${local.results_bucket_arn}/${dirname(var.results_key)}/status.html",
+    "${local.results_bucket_arn}/${trimsuffix(var.results_key, ".json")}.html",
   ]
   parts_arn_match = "${local.results_bucket_arn}/${var.results_parts_prefix}*"
 
@@ -101,7 +102,7 @@ data "aws_iam_policy_document" "task" {
 
   statement {
     sid = "WriteAndPresignResults"
-    # PutObject: results.json and status.html; GetObject: the presigned URL that GET /results
+    # PutObject: results.json and results.html; GetObject: the presigned URL that GET /results
     # redirects to is signed with this role, so the role itself must be able to read them, and a
     # starting daemon (or the new owner of a URL) reads its history back from results.json.
     actions   = ["s3:PutObject", "s3:GetObject"]

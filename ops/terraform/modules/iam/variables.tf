@@ -44,7 +44,7 @@ variable "results_bucket" {
 }
 
 variable "results_key" {
-  description = "Key of the combined results file (UPCHECK_RESULTS); the task may write and read it and status.html beside it."
+  description = "Key of the combined results file (UPCHECK_RESULTS, ending in .json); the task may write and read it and the status page beside it (<key without .json>.html)."
   type        = string
 }
 

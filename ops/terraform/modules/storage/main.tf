@@ -1,6 +1,6 @@
 # Three private buckets (the two data buckets through modules/private_bucket):
 #   targets  the CSV the daemon reads (KMS, versioned so a bad edit can be rolled back)
-#   results  results.json and status.html the daemon writes, and with sharding one part per task
+#   results  results.json and results.html the daemon writes, and with sharding one part per task
 #            under <results key>.parts/ (KMS, versioned, short history)
 #   logs     ALB and S3 server access logs (SSE-S3, because neither log delivery supports KMS)
 # All three block public access, disable ACLs, and refuse plain-HTTP requests. The data buckets

@@ -14,7 +14,7 @@ variable "targets_bucket" {
 }
 
 variable "results_bucket" {
-  description = "Name of the bucket the daemon writes results.json and status.html to."
+  description = "Name of the bucket the daemon writes results.json and results.html to."
   type        = string
 }
 
