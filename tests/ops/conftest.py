@@ -37,7 +37,11 @@ ALERTS = REPO / "ops" / "prometheus" / "alerts.yml"
 CERT_DAYS_LEFT = 10
 # SPEC.md "Sharding": every member exports these beside its own URLs, and the dashboard and the
 # alert rules use them. A daemon from before sharding (no --shard flag) has neither.
-SHARD_METRICS = ("upcheck_shard_members", "upcheck_shard_owned_targets")
+SHARD_METRICS = (
+    "upcheck_shard_members",
+    "upcheck_shard_owned_targets",
+    "upcheck_shard_membership_refresh_failures_total",
+)
 
 
 def venv_tool(name: str) -> str:

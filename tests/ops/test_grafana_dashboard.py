@@ -195,6 +195,7 @@ def test_the_dashboard_shows_what_an_operator_needs() -> None:
         "up",  # the daemon itself is scraped (UpcheckDaemonDown)
         "upcheck_shard_members",  # SPEC.md "Sharding": who shares the list
         "upcheck_shard_owned_targets",  # and how it is split
+        "upcheck_shard_membership_refresh_failures_total",  # and whether that is current
     ):
         assert metric in by_metric, f"no panel shows {metric}"
     phases = [e for _, e in expressions() if "probe_http_duration_seconds" in e]

@@ -90,6 +90,7 @@ def test_alert_rules_load_and_pick_out_the_broken_and_the_expiring_target(
         "UpcheckProbesLate",
         "UpcheckSinkFailing",
         "UpcheckShardMembersDisagree",
+        "UpcheckShardRefreshFailing",
     }
 
     expected = {
