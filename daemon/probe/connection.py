@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent.resolver.ares
 from urllib3.connection import HTTPConnection
 
 from daemon.probe import kernel_clock
@@ -42,9 +43,96 @@ BLOCKED_NETS = (
 
 def system_resolver(host: str, port: int) -> list[Address]:
     """Resolve with the (gevent-patched) system resolver; IPv4 first, then IPv6."""
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    infos.sort(key=lambda info: info[0] != socket.AF_INET)
-    return [(info[0], info[4]) for info in infos]
+    return ipv4_first(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+
+
+def ipv4_first(infos: Sequence[tuple[Any, ...]]) -> list[Address]:
+    """getaddrinfo's answers as (family, sockaddr) pairs, IPv4 first, then IPv6."""
+    ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)
+    return [(info[0], info[4]) for info in ordered]
+
+
+class AresResolver:
+    """Names resolved by c-ares on gevent's event loop (gevent's bundled
+    ``gevent.resolver.ares``), the resolver a :class:`~daemon.probe.prober.Prober` is given.
+
+    gevent's default resolver runs the system's getaddrinfo in one of 10 threads, and a thread
+    blocked in getaddrinfo cannot be called off: when a probe's deadline strikes, its lookup
+    holds the thread for as long as the system's own timeouts (10 to 20 s for a domain whose
+    name servers never answer), and every lookup queued behind it times out too, whatever its
+    domain. c-ares sends the queries itself from the event loop, so a lookup costs no thread:
+    it ends with its probe's deadline (the late answer is dropped) and waits for no other.
+
+    Like getaddrinfo, it follows ``/etc/resolv.conf`` (name servers, ``search``, ``ndots``,
+    ``timeout``, ``attempts``), ``/etc/hosts`` and the order of the two in
+    ``/etc/nsswitch.conf``, and sees a change to any of them: c-ares re-reads the hosts file
+    when it changes, and a resolv.conf that changed gets a new channel here (the lookups on
+    the old one finish there). Unlike getaddrinfo without a local caching daemon, c-ares keeps
+    each answer for its TTL (at most an hour; gevent offers no way to turn that off), so a
+    name is asked of the name server about once a TTL, not at every probe: a resolver with a
+    rate limit, such as an AWS VPC's, is spared at thousands of targets. The first lookup
+    builds the channel, on the event loop of its thread.
+    """
+
+    def __init__(self, resolv_conf: str = "/etc/resolv.conf") -> None:
+        self._resolv_conf = resolv_conf
+        self._channel: _Channel | None = None
+
+    def __call__(self, host: str, port: int) -> list[Address]:
+        try:
+            infos = self._current().lookup(host, port)
+        except socket.gaierror as exc:
+            # c-ares's own errors read "ARES_ETIMEOUT: Timeout while contacting DNS servers".
+            reason = str(exc.strerror or "")
+            if reason.startswith("ARES_") and ": " in reason:
+                raise socket.gaierror(exc.errno, reason.split(": ", 1)[1]) from None
+            raise
+        return ipv4_first(infos)
+
+    def _current(self) -> _Channel:
+        try:
+            info = os.stat(self._resolv_conf)
+            stamp: tuple[int, ...] = (info.st_ino, info.st_size, info.st_mtime_ns)
+        except OSError:
+            stamp = ()
+        channel = self._channel
+        if channel is None or channel.stamp != stamp:
+            if channel is not None:
+                channel.retire()
+            channel = self._channel = _Channel(gevent.resolver.ares.Resolver(), stamp)
+        return channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.retire()
+            self._channel = None
+
+
+class _Channel:
+    """One c-ares resolver, built from what resolv.conf said then, and its lookups in flight:
+    retired when resolv.conf changes, it is closed once the last of them is done."""
+
+    __slots__ = ("ares", "lookups", "retired", "stamp")
+
+    def __init__(self, ares: Any, stamp: tuple[int, ...]) -> None:
+        self.ares = ares
+        self.stamp = stamp
+        self.lookups = 0
+        self.retired = False
+
+    def lookup(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        self.lookups += 1
+        try:
+            return list(self.ares.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        finally:
+            self.lookups -= 1
+            if self.retired and not self.lookups:
+                self.ares.close()
+
+    def retire(self) -> None:
+        self.retired = True
+        if not self.lookups:
+            self.ares.close()
 
 
 def ip_version(host: str) -> int | None:
