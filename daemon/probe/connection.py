@@ -10,6 +10,7 @@ or handshake.
 from __future__ import annotations
 
 import functools
+import http.client
 import ipaddress
 import os
 import socket
@@ -24,6 +25,7 @@ from urllib3.connection import HTTPConnection
 
 from daemon.probe import kernel_clock
 from daemon.probe.classify import (
+    ProbeFailure,
     blocked_failure,
     connect_failure,
     dns_failure,
@@ -33,6 +35,8 @@ from daemon.probe.classify import (
 # (family, sockaddr) pairs, as socket.getaddrinfo gives them.
 Address = tuple[int, tuple[Any, ...]]
 Resolver = Callable[[str, int], Sequence[Address]]
+
+MAX_INTERIM_RESPONSES = 10
 
 BLOCKED_NETS = (
     ipaddress.ip_network("169.254.0.0/16"),  # link-local, incl. the EC2/ECS metadata services
@@ -190,6 +194,7 @@ class Trace:
     connect: float = 0.0
     tls: float = 0.0
     connected_at: float = 0.0  # perf_counter when the connection became ready for the request
+    answered_at: float = 0.0  # perf_counter when the hop's first status line was read
     cert_expiries: list[float] = field(default_factory=list)
     conn: HTTPConnection | None = None  # the hop's connection, closed when the probe ends
     stamps: kernel_clock.Stamps | None = None  # the hop's kernel times (plain http only)
@@ -204,6 +209,38 @@ class Trace:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class FinalResponse(http.client.HTTPResponse):
+    """http.client's response, read past every interim (1xx) answer to the final one.
+
+    http.client skips ``100 Continue`` only, so a ``103 Early Hints`` (which CDNs send ahead
+    of the page) or a ``102 Processing`` was taken for the answer. Here every 1xx but ``101
+    Switching Protocols`` (which is final) is skipped with its headers, at most
+    :data:`MAX_INTERIM_RESPONSES` of them; the probe's deadline bounds their time. The first
+    status line is the answer's first byte: when it was read goes into the trace, as the end
+    of ``processing``. (Hooks http.client's ``_read_status``, which ``begin`` calls once when
+    it gets no 100.)
+    """
+
+    def __init__(self, sock: Any, trace: Trace, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self._trace = trace
+
+    def _read_status(self) -> tuple[str, int, str]:
+        read = super()._read_status  # type: ignore[misc]
+        version, status, reason = read()
+        self._trace.answered_at = time.perf_counter()
+        skipped = 0
+        while 100 <= status < 200 and status != 101:
+            skipped += 1
+            if skipped > MAX_INTERIM_RESPONSES:
+                raise ProbeFailure(
+                    "protocol", f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+                )
+            http.client.parse_headers(self.fp)
+            version, status, reason = read()
+        return version, status, reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +271,10 @@ class TracedConnection(HTTPConnection):
         self._endpoint = endpoint
         self._trace = trace
         self._ssl_context = ssl_context
+
+    def response_class(self, sock: Any, *args: Any, **kwargs: Any) -> FinalResponse:  # type: ignore[override]
+        """What http.client builds the response with: one that knows the trace."""
+        return FinalResponse(sock, self._trace, *args, **kwargs)
 
     def connect(self) -> None:
         sock = self._trace.sock = self._new_conn()
