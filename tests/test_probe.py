@@ -266,6 +266,49 @@ def test_head_sends_head_and_reports_the_declared_length(servers, prober):
     assert result.content_length == 1234
 
 
+def answers_head(head: bytes):
+    """A raw server: reads the request and sends this status line and headers, no body."""
+
+    def handler(sock: socket.socket) -> None:
+        srv.read_request(sock)
+        sock.sendall(head + b"\r\nConnection: close\r\n\r\n")
+        sock.close()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [b"\xb2", b"12\xb3", b"+12", b"1_2"],  # header bytes are read as Latin-1: \xb2 is "²"
+    ids=["superscript-two", "superscript-three", "plus", "underscore"],
+)
+def test_a_head_answer_with_a_content_length_that_is_not_a_number_has_no_length(
+    servers, prober, declared
+):
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + declared
+    port = servers.raw(answers_head(head))
+    result = probe(prober, f"http://127.0.0.1:{port}/", method="HEAD")
+    assert result.up, result.error
+    assert result.content_length == -1
+
+
+@pytest.mark.parametrize("code", [b"2_00", b"+200", b"0200", b"\xb2\xb2\xb2"])
+def test_a_status_code_that_is_not_three_ascii_digits_fails_as_protocol(servers, prober, code):
+    port = servers.raw(answers_head(b"HTTP/1.1 " + code + b" OK\r\nContent-Length: 0"))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "protocol", "not an HTTP response")
+
+
+@pytest.mark.parametrize("line", [b"   ", b"HTTP/1.1", b"HTTP/1.1 200"])
+def test_a_short_status_line_is_read_as_http_client_reads_it(servers, prober, line):
+    port = servers.raw(answers_head(line + b"\r\nContent-Length: 0"))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    if line == b"HTTP/1.1 200":  # no reason phrase: still a 200
+        assert result.up and result.status_code == 200, result.error
+    else:
+        assert_failed(result, "protocol", "not an HTTP response")
+
+
 def answers_after(*interim: bytes, pause: float = 0.0, tls: ssl.SSLContext | None = None):
     """A raw server: reads the request, sends these interim (1xx) answers, waits ``pause``
     seconds, then a 200 with a five-byte body."""

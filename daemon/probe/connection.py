@@ -37,6 +37,7 @@ Address = tuple[int, tuple[Any, ...]]
 Resolver = Callable[[str, int], Sequence[Address]]
 
 MAX_INTERIM_RESPONSES = 10
+_MAX_LINE = 65536  # http.client's limit on a status or header line
 
 BLOCKED_NETS = (
     ipaddress.ip_network("169.254.0.0/16"),  # link-local, incl. the EC2/ECS metadata services
@@ -212,15 +213,18 @@ class Trace:
 
 
 class FinalResponse(http.client.HTTPResponse):
-    """http.client's response, read past every interim (1xx) answer to the final one.
+    """http.client's response, read past every interim (1xx) answer to the final one, with
+    a status code of exactly three ASCII digits.
 
     http.client skips ``100 Continue`` only, so a ``103 Early Hints`` (which CDNs send ahead
     of the page) or a ``102 Processing`` was taken for the answer. Here every 1xx but ``101
     Switching Protocols`` (which is final) is skipped with its headers, at most
     :data:`MAX_INTERIM_RESPONSES` of them; the probe's deadline bounds their time. The first
     status line is the answer's first byte: when it was read goes into the trace, as the end
-    of ``processing``. (Hooks http.client's ``_read_status``, which ``begin`` calls once when
-    it gets no 100.)
+    of ``processing``. And where http.client reads the code with ``int()``, which takes
+    ``2_00``, ``+200`` and ``0200`` for 200, the code must be the three digits HTTP says it
+    is. (Replaces http.client's ``_read_status``, which ``begin`` calls once when it gets no
+    100.)
     """
 
     def __init__(self, sock: Any, trace: Trace, *args: Any, **kwargs: Any) -> None:
@@ -228,8 +232,7 @@ class FinalResponse(http.client.HTTPResponse):
         self._trace = trace
 
     def _read_status(self) -> tuple[str, int, str]:
-        read = super()._read_status  # type: ignore[misc]
-        version, status, reason = read()
+        version, status, reason = self._status_line()
         self._trace.answered_at = time.perf_counter()
         skipped = 0
         while 100 <= status < 200 and status != 101:
@@ -239,8 +242,26 @@ class FinalResponse(http.client.HTTPResponse):
                     "protocol", f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
                 )
             http.client.parse_headers(self.fp)
-            version, status, reason = read()
+            version, status, reason = self._status_line()
         return version, status, reason
+
+    def _status_line(self) -> tuple[str, int, str]:
+        """One status line, as http.client reads it (its errors too), but strict on the code."""
+        raw = self.fp.readline(_MAX_LINE + 1)
+        if len(raw) > _MAX_LINE:
+            raise http.client.LineTooLong("status line")
+        if not raw:
+            raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        line = str(raw, "iso-8859-1")
+        version, code, reason = ([*line.split(None, 2), "", "", ""])[:3]
+        if (
+            not version.startswith("HTTP/")
+            or len(code) != 3
+            or not (code.isascii() and code.isdigit())
+            or code[0] == "0"
+        ):
+            raise http.client.BadStatusLine(line)
+        return version, int(code), reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,9 @@ def read_body(target: Target, method: str, response: BaseHTTPResponse, outcome: 
     streams past, then close the response."""
     if method == "HEAD":
         declared = response.headers.get("Content-Length", "")
-        outcome.content_length = int(declared) if declared.isdigit() else -1
+        # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+        number = declared.isascii() and declared.isdigit()
+        outcome.content_length = int(declared) if number else -1
         response.close()
         return
     needle = target.body_contains.encode() if target.body_contains else None
