@@ -210,3 +210,20 @@ def test_a_changed_resolv_conf_is_followed_without_a_restart(tmp_path):
     before, after = proc.stdout.splitlines()
     assert before.startswith("dns cannot resolve shop.up.test: ")
     assert after == "None None"
+
+
+def test_old_forms_of_an_ipv4_address_are_addresses_not_names(namespace):
+    # getaddrinfo reads these as addresses (inet_aton), as browsers do; c-ares asks the name
+    # server about the first ones and reads 0177.0.0.1 as 177.0.0.1.
+    lines = namespace.once(
+        [
+            (f"http://2130706433:{WEB}/", "decimal"),
+            (f"http://0x7f.1:{WEB}/", "hex"),
+            (f"http://0177.0.0.1:{WEB}/", "octal"),
+            ("http://2852039166/latest/meta-data/", "metadata"),
+        ]
+    )
+    for name in ("decimal", "hex", "octal"):
+        assert lines[name].startswith("UP"), lines[name]
+    assert "blocked: 2852039166 resolves to 169.254.169.254" in lines["metadata"]
+    assert namespace.queries() == []

@@ -57,6 +57,21 @@ def ipv4_first(infos: Sequence[tuple[Any, ...]]) -> list[Address]:
     return [(info[0], info[4]) for info in ordered]
 
 
+_LEGACY_IPV4_CHARS = frozenset("0123456789abcdefABCDEFxX.")
+
+
+def legacy_ipv4(host: str) -> str | None:
+    """The dotted address of an IPv4 address written the old ways getaddrinfo (inet_aton)
+    and browsers take and c-ares does not: ``127.1``, ``2130706433``, ``0x7f.1``, octal
+    ``0177.0.0.1`` (which c-ares reads as 177.0.0.1). None for anything else."""
+    if not host or not _LEGACY_IPV4_CHARS.issuperset(host):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 class AresResolver:
     """Names resolved by c-ares on gevent's event loop (gevent's bundled
     ``gevent.resolver.ares``), the resolver a :class:`~daemon.probe.prober.Prober` is given.
@@ -67,6 +82,8 @@ class AresResolver:
     name servers never answer), and every lookup queued behind it times out too, whatever its
     domain. c-ares sends the queries itself from the event loop, so a lookup costs no thread:
     it ends with its probe's deadline (the late answer is dropped) and waits for no other.
+    IPv4 addresses in the old forms (:func:`legacy_ipv4`) are read as getaddrinfo reads
+    them, so that ``http://2852039166/`` is still 169.254.169.254, and blocked.
 
     Like getaddrinfo, it follows ``/etc/resolv.conf`` (name servers, ``search``, ``ndots``,
     ``timeout``, ``attempts``), ``/etc/hosts`` and the order of the two in
@@ -84,6 +101,9 @@ class AresResolver:
         self._channel: _Channel | None = None
 
     def __call__(self, host: str, port: int) -> list[Address]:
+        numeric = legacy_ipv4(host)
+        if numeric is not None:
+            return [(socket.AF_INET, (numeric, port))]
         try:
             infos = self._current().lookup(host, port)
         except socket.gaierror as exc:
