@@ -30,7 +30,7 @@ from daemon.outputs.exposition import Exposition
 from daemon.outputs.publisher import Publisher, Sink
 from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
 from daemon.outputs.shared_results import SharedResults
-from daemon.probe.connection import make_ssl_context
+from daemon.probe.connection import AresResolver, make_ssl_context
 from daemon.probe.prober import Prober
 from daemon.scheduler import Scheduler
 from daemon.settings import ConfigError, Settings, load
@@ -119,6 +119,7 @@ class Daemon:
         self.store = ResultsStore()
         self.prober = Prober(
             make_ssl_context(settings.ca_file),
+            resolver=AresResolver(),
             allow_link_local=settings.allow_link_local,
             default_timeout=settings.timeout,
         )

@@ -9,7 +9,6 @@ a fast server.
 from __future__ import annotations
 
 import ssl
-import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -128,18 +127,18 @@ def send(
     ssl_context: ssl.SSLContext | None,
     socket_timeout: float | None,
 ) -> tuple[BaseHTTPResponse, float]:
-    """Connect, send the request and read the response's head; the head's arrival time
-    (perf_counter) comes back with it, and the processing phase is added to ``outcome``."""
+    """Connect, send the request and read the final response's head; when the answer's
+    first line was read (perf_counter, an interim 1xx's if any) comes back with it, and the
+    processing phase is added to ``outcome``."""
     conn = trace.conn = TracedConnection(hop.endpoint, socket_timeout, trace, ssl_context)
     conn.connect()
     conn.request(method, hop.path, headers=hop.headers, preload_content=False)
     response = conn.getresponse()
-    headers_at = time.perf_counter()
-    bound = headers_at - trace.connected_at
+    bound = trace.answered_at - trace.connected_at
     kernel = trace.stamps.processing(bound) if trace.stamps is not None else None
     outcome.processing += bound if kernel is None else kernel
     outcome.status_code = response.status
-    return response, headers_at
+    return response, trace.answered_at
 
 
 def read_body(target: Target, method: str, response: BaseHTTPResponse, outcome: Outcome) -> None:
@@ -147,7 +146,9 @@ def read_body(target: Target, method: str, response: BaseHTTPResponse, outcome: 
     streams past, then close the response."""
     if method == "HEAD":
         declared = response.headers.get("Content-Length", "")
-        outcome.content_length = int(declared) if declared.isdigit() else -1
+        # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+        number = declared.isascii() and declared.isdigit()
+        outcome.content_length = int(declared) if number else -1
         response.close()
         return
     needle = target.body_contains.encode() if target.body_contains else None

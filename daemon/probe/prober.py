@@ -124,7 +124,7 @@ class Prober:
                 None if self._cooperative else max(deadline - time.perf_counter(), 0.001) + 1.0
             )
             context = self._ssl_context if hop.endpoint.https else None
-            response, headers_at = send(hop, method, trace, outcome, context, socket_timeout)
+            response, answered_at = send(hop, method, trace, outcome, context, socket_timeout)
             location = response.headers.get("Location")
             if response.status in _REDIRECT_CODES and location:
                 response.close()
@@ -144,7 +144,7 @@ class Prober:
             read_body(target, method, response, outcome)
             bound = time.perf_counter() - trace.connected_at
             kernel = trace.stamps.transfer(bound) if trace.stamps is not None else None
-            outcome.transfer = time.perf_counter() - headers_at if kernel is None else kernel
+            outcome.transfer = time.perf_counter() - answered_at if kernel is None else kernel
             evaluate(target, response.status, outcome)
             outcome.complete = True
             return
