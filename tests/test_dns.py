@@ -48,12 +48,14 @@ class Namespace:
         ]
 
     def check(self) -> None:
-        """Skip (fail under CI) where this machine cannot make such a namespace."""
+        """Skip where this machine cannot make such a namespace; fail on the project's CI
+        machines (root, ``CI=true``), which always can. GitHub's job runs in an unprivileged
+        container that cannot, and skips, saying so."""
         trial = subprocess.run([*self.prefix, "true"], capture_output=True, timeout=30)
         if trial.returncode != 0:
             reason = trial.stderr.decode(errors="replace").strip()
             message = f"cannot make a network and mount namespace (root, CAP_SYS_ADMIN): {reason}"
-            if os.environ.get("CI") == "true":
+            if os.environ.get("CI") == "true" and "GITHUB_ACTIONS" not in os.environ:
                 pytest.fail(message)
             pytest.skip(message)
 
