@@ -18,8 +18,9 @@ without showing it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import NewType
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 # Text fit to be shown: made only here, by redaction.
 Shown = NewType("Shown", str)
@@ -40,6 +41,11 @@ _PATH_END = re.compile(r"[?#]")
 # separator ("/" included: tokens are often base64); in the path, a parameter ends at "/" too.
 _PAIR = re.compile(r"(?<=[?&;#])([^?&;#=]*)=([^&;#]*)")
 _PATH_PARAM = re.compile(r"(?<=;)([^/;=]*)=([^/;]*)")
+# Request headers whose values are secrets: Authorization, Proxy-Authorization, Cookie, and any
+# name with token, key, secret, pass or auth in it (X-Api-Key, X-Auth-Token, ...).
+_SECRET_HEADER = re.compile(r"cookie|token|key|secret|pass|auth", re.IGNORECASE)
+# What requests leaves unquoted when it sends a URL (requests.utils.requote_uri).
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
 # A URL inside free text, up to white space or a closing quote/bracket.
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)\]]+")
 # key=value pairs in free text (e.g. urllib3's "url: /path?token=..."), at the start too.
@@ -125,3 +131,21 @@ def redact_text(text: str) -> Shown:
         return Shown(text)
     text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
     return Shown(_PAIR_IN_TEXT.sub(_mask_pair, text))
+
+
+def secret_header(name: str) -> bool:
+    """Whether a request header's value is a secret, by the header's name."""
+    return _SECRET_HEADER.search(name) is not None
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> Shown:
+    """``text`` redacted, with every occurrence of each of ``secrets`` replaced by ``xxxxx``,
+    as written or percent-encoded (as it appears once it has been through a URL)."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if not secret:
+            continue
+        for form in dict.fromkeys(
+            (secret, quote(secret, safe=""), quote(secret, safe=_URI_SAFE), quote_plus(secret))
+        ):
+            text = text.replace(form, MASK)
+    return redact_text(text)

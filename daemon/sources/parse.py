@@ -8,19 +8,50 @@ that cannot be decoded, or that has rows but none valid, is rejected whole by ra
 from __future__ import annotations
 
 import csv
+import ipaddress
 import math
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import idna
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.functions import Functions
 
-from daemon.model import DEFAULT_EXPECTED, Target
-from daemon.redact import Shown, authority_is_ambiguous, redact_text, redact_url
+from daemon.model import DEFAULT_EXPECTED, JsonQuery, Target
+from daemon.redact import (
+    Shown,
+    authority_is_ambiguous,
+    mask_secrets,
+    redact_text,
+    redact_url,
+    secret_header,
+)
 
-METHODS = ("GET", "HEAD")
-COLUMNS = ("url", "name", "interval", "timeout", "method", "expected_status", "body_contains")
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+COLUMNS = (
+    "url",
+    "name",
+    "interval",
+    "timeout",
+    "method",
+    "expected_status",
+    "body_contains",
+    "body_not_contains",
+    "body_regex",
+    "json",
+    "headers",
+    "body",
+    "max_response_ms",
+    "retries",
+    "tls_verify",
+    "ip",
+)
+MAX_RETRIES = 5
 
 
 class TargetsError(ValueError):
@@ -94,8 +125,9 @@ def _cuts_userinfo(line: str, cells: Sequence[str]) -> bool:
     )
 
 
-def host_problem(host: str) -> str | None:
+def host_problem(host: str, detail: bool = True) -> str | None:
     """Why ``host`` (as urlsplit gives it: lower case, no brackets) can never be sent, or None.
+    Without ``detail``, the idna package's words (which quote the host) are left out.
 
     The same rules as the probe's send path: requests IDNA-encodes a non-ASCII name with the
     ``idna`` package (UTS 46) and refuses an ASCII one that starts with ``*`` or ``.``; the
@@ -108,7 +140,8 @@ def host_problem(host: str) -> str | None:
         try:
             host = idna.encode(host, uts46=True).decode("ascii")
         except UnicodeError as exc:  # idna.IDNAError and its kin
-            return f"the host is not a valid international name ({exc})"
+            reason = f" ({exc})" if detail else ""
+            return f"the host is not a valid international name{reason}"
     elif host.startswith(("*", ".")):
         return "the host starts with '*' or '.'"
     labels = host.split(".")
@@ -121,18 +154,19 @@ def host_problem(host: str) -> str | None:
     return None
 
 
-def check_url(url: str) -> str:
+def check_url(url: str, written: str | None = None) -> str:
     """Return the URL stripped of surrounding blanks, or raise ValueError saying what is wrong.
 
     What passes can be sent: the checks are those of the probe's send path, so a URL that
     would fail at every probe for its form alone is refused here, once, with its line.
+    ``written`` is the URL before ``${NAME}`` expansion: the only form a message shows.
     """
     url = url.strip()
     if not url:
         raise ValueError("empty url")
     if authority_is_ambiguous(url):
         raise ValueError(_BAD_PORT)
-    shown = redact_url(url)
+    shown = redact_url(url if written is None else written.strip())
     try:
         parts = urlsplit(url)
     except ValueError as exc:
@@ -155,7 +189,8 @@ def check_url(url: str) -> str:
         raise ValueError(f"bad url {shown!r}: a '\\' before the path")
     if not parts.hostname:
         raise ValueError(f"bad url {shown!r}: no host")
-    problem = host_problem(parts.hostname)
+    # A host from ${NAME} is not shown, not even quoted in part by idna.
+    problem = host_problem(parts.hostname, detail=written is None)
     if problem is not None:
         raise ValueError(f"bad url {shown!r}: {problem}")
     return url
@@ -169,21 +204,229 @@ def _default_name(url: str) -> str:
     return f"{host}{path}" if path else host
 
 
-def _row_to_target(row: dict[str, str]) -> Target:
-    url = check_url(row.get("url", ""))
+# ${NAME}: an environment variable, expanded when the list is loaded.
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A header name is an RFC 9110 token. In the headers cell, a "|" starts the next header only
+# where a "Name:" follows it, so a value may itself hold a "|".
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_NEXT_HEADER = re.compile(r"\s*\|\s*(?=[!#$%&'*+.^_`~0-9A-Za-z-]+\s*:)")
+# The probe frames the request itself.
+_FRAMING_HEADERS = frozenset(("content-length", "transfer-encoding"))
+_TRUE = frozenset(("true", "yes", "1"))
+_FALSE = frozenset(("false", "no", "0"))
+
+
+class _Expander:
+    """Expands ``${NAME}`` from the environment, remembering every value it put in: those
+    are secrets, never shown."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.values: list[str] = []
+
+    def __call__(self, text: str) -> str:
+        if "${" not in text:
+            return text
+        return _VARIABLE.sub(self._value, text)
+
+    def _value(self, match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = self._environ.get(name)
+        if value is None:
+            raise ValueError(f"${{{name}}} is not set")
+        self.values.append(value)
+        return value
+
+
+def _number(column: str, raw: str) -> float | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"bad {column} {raw!r}: not a number") from None
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"bad {column} {raw!r}: must be greater than 0")
+    return value
+
+
+def _retries(raw: str) -> int:
+    raw = raw.strip()
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_RETRIES:
+        raise ValueError(f"bad retries {raw!r}: a whole number from 0 to {MAX_RETRIES}")
+    return int(raw)
+
+
+def _tls_verify(raw: str) -> bool:
+    raw = raw.strip().lower()
+    if not raw or raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"bad tls_verify {raw!r}: use true or false")
+
+
+def _ip(raw: str, url: str) -> Literal[4, 6] | None:
+    raw = raw.strip().lower()
+    if raw in ("", "any"):
+        return None
+    if raw not in ("4", "6"):
+        raise ValueError(f"bad ip {raw!r}: use 4, 6 or any")
+    version: Literal[4, 6] = 4 if raw == "4" else 6
+    host = urlsplit(url).hostname or ""
+    try:
+        literal = ipaddress.ip_address(host).version
+    except ValueError:
+        return version  # a name: the probe keeps its addresses of this version
+    if literal != version:
+        raise ValueError(f"ip={version}, but the url's host is an IPv{literal} address")
+    return version
+
+
+def parse_headers(raw: str, expand: _Expander) -> tuple[tuple[str, str], ...]:
+    """``Name: value | Name2: value2``, values expanded. A message names a header by its
+    name or its place in the cell, never by its value."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    headers: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for place, item in enumerate(_NEXT_HEADER.split(raw), start=1):
+        name, colon, value = item.partition(":")
+        name = name.strip()
+        if not colon or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(
+                f"bad headers: header {place} is not 'Name: value' (write 'Name: value | "
+                "Name2: value2'; the cell is not shown)"
+            )
+        if name.lower() in _FRAMING_HEADERS:
+            raise ValueError(f"bad headers: {name} is set by the probe itself")
+        if name.lower() in seen:
+            raise ValueError(f"bad headers: {name} is given twice")
+        seen.add(name.lower())
+        value = expand(value.strip())
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError(f"bad headers: the value of {name} has a line break (not shown)")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"bad headers: the value of {name} has characters HTTP cannot carry "
+                "(outside Latin-1; not shown)"
+            ) from None
+        headers.append((name, value))
+    return tuple(headers)
+
+
+def compile_regex(raw: str) -> re.Pattern[str] | None:
+    if not raw.strip():
+        return None
+    try:
+        return re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"bad body_regex {raw!r}: {exc}") from None
+
+
+def _jmespath_reason(exc: JMESPathError) -> str:
+    """jmespath's complaint on one line: "Unknown token '=' at column 7"."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for prefix in ("Invalid jmespath expression: ", "Bad jmespath expression: "):
+        text = text.removeprefix(prefix)
+    text = text.removesuffix(", for expression:").rstrip(":")
+    position = getattr(exc, "lex_position", None)
+    if isinstance(position, int) and "column" not in text:
+        text += f" at column {position}"
+    return text
+
+
+def _function_names(node: object) -> list[str]:
+    """Every function a compiled JMESPath expression calls (its AST is plain dicts)."""
+    if isinstance(node, dict):
+        names = [node["value"]] if node.get("type") == "function_expression" else []
+        for child in node.get("children", ()):
+            names += _function_names(child)
+        return names
+    return []
+
+
+def compile_json(raw: str) -> JsonQuery | None:
+    """A ``json`` cell compiled, or ValueError naming jmespath's complaint. An unknown
+    function is refused here too (jmespath itself finds it only when the probe runs)."""
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        compiled = jmespath.compile(text)
+    except JMESPathError as exc:
+        raise ValueError(f"bad json {text!r}: {_jmespath_reason(exc)}") from None
+    known = Functions.FUNCTION_TABLE
+    unknown = [name for name in _function_names(compiled.parsed) if name not in known]
+    if unknown:
+        raise ValueError(f"bad json {text!r}: unknown function {unknown[0]}()")
+    return JsonQuery(text, compiled)
+
+
+def _row_to_target(row: dict[str, str], environ: Mapping[str, str] | None = None) -> Target:
+    """One row into a Target, ``${NAME}`` expanded from ``environ`` (the process's
+    environment). A row that cannot be used raises ValueError with a reason that holds no
+    expanded value."""
+    expand = _Expander(os.environ if environ is None else environ)
+    try:
+        return _build_target(row, expand)
+    except ValueError as exc:
+        if not expand.values:
+            raise
+        raise ValueError(mask_secrets(str(exc), expand.values)) from None
+
+
+def _build_target(row: dict[str, str], expand: _Expander) -> Target:
+    written = row.get("url", "").strip()
+    expanded = expand(written)
+    url = check_url(expanded, written if expanded != written else None)
     method = (row.get("method") or "GET").strip().upper() or "GET"
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: use GET or HEAD")
+        raise ValueError(
+            f"unknown method {method!r}: use {', '.join(METHODS[:-1])} or {METHODS[-1]}"
+        )
     expected_raw = (row.get("expected_status") or "").strip()
-    body = row.get("body_contains") or ""
+    contains = row.get("body_contains") or ""
+    not_contains = row.get("body_not_contains") or ""
+    headers = parse_headers(row.get("headers") or "", expand)
+    body_raw = row.get("body") or ""
+    body = expand(body_raw).encode() if body_raw else None
+    body_regex = compile_regex(row.get("body_regex") or "")
+    json_query = compile_json(row.get("json") or "")
+    if method == "HEAD":
+        checks = [
+            column
+            for column in ("body_contains", "body_not_contains", "body_regex", "json")
+            if (row.get(column) or "").strip()
+        ]
+        if checks:
+            raise ValueError(f"{checks[0]} needs a body, and a HEAD answer has none")
+    secrets = [*expand.values, *(value for name, value in headers if secret_header(name))]
     return Target(
         url=url,
-        name=(row.get("name") or "").strip() or _default_name(url),
+        name=(row.get("name") or "").strip() or _default_name(written),
         interval=_seconds("interval", row.get("interval") or ""),
         timeout=_seconds("timeout", row.get("timeout") or ""),
         method=method,
         expected_status=parse_expected_status(expected_raw) if expected_raw else DEFAULT_EXPECTED,
-        body_contains=body if body.strip() else None,
+        body_contains=contains if contains.strip() else None,
+        headers=headers,
+        body=body,
+        body_not_contains=not_contains if not_contains.strip() else None,
+        body_regex=body_regex,
+        json_query=json_query,
+        max_response_ms=_number("max_response_ms", row.get("max_response_ms") or ""),
+        retries=_retries(row.get("retries") or ""),
+        tls_verify=_tls_verify(row.get("tls_verify") or ""),
+        ip=_ip(row.get("ip") or "", url),
+        written_url=written if url != written else None,
+        secrets=tuple(dict.fromkeys(value for value in secrets if value)),
     )
 
 
