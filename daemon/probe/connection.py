@@ -23,7 +23,7 @@ from typing import Any
 import gevent.resolver.ares
 from urllib3.connection import HTTPConnection
 
-from daemon.probe import kernel_clock
+from daemon.probe import certificate, kernel_clock
 from daemon.probe.classify import (
     ProbeFailure,
     blocked_failure,
@@ -402,10 +402,9 @@ class TracedConnection(HTTPConnection):
         now = time.perf_counter()
         trace.tls += now - trace.connected_at
         trace.connected_at = now
-        cert = tls.getpeercert()
-        not_after = cert.get("notAfter") if cert else None
-        if isinstance(not_after, str):
-            trace.cert_expiries.append(float(ssl.cert_time_to_seconds(not_after)))
+        expires = certificate.expiry(tls)  # verified or not (tls_verify=false)
+        if expires is not None:
+            trace.cert_expiries.append(expires)
         return tls
 
 
