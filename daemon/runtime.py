@@ -32,6 +32,7 @@ from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
 from daemon.outputs.shared_results import SharedResults
 from daemon.probe.connection import AresResolver, make_ssl_context
 from daemon.probe.prober import Prober
+from daemon.probe_endpoint import OnDemandProber
 from daemon.scheduler import Scheduler
 from daemon.settings import ConfigError, Settings, load
 from daemon.sharding import rendezvous
@@ -148,6 +149,10 @@ class Daemon:
             for sink in self.sinks
         ]
         self.exposition = Exposition(self.store, self.telemetry)
+        # GET /probe (--probe-endpoint): the same prober, results never stored.
+        self.on_demand = (
+            OnDemandProber(self.prober.probe, settings.timeout) if settings.probe_endpoint else None
+        )
         self._view_lock = Semaphore()
         self._view: tuple[float, Snapshot] | None = None
 
@@ -316,6 +321,7 @@ class Daemon:
             ready=self.ready,
             results=self.results_answer,
             status_page=lambda: self.recent_snapshot().status_html,
+            probe=self.on_demand,
         )
 
     def flush(self, budget: float) -> None:
@@ -349,6 +355,7 @@ def run_forever(daemon: Daemon) -> int:
             targets=daemon.source.description,
             results=settings.results or "off",
             cloudwatch=settings.cloudwatch_namespace or "off",
+            probe_endpoint="on" if settings.probe_endpoint else "off",
         )
     )
     # Signals first: a SIGTERM that arrives while the first load still waits on S3 must

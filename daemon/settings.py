@@ -44,6 +44,7 @@ class Settings:
     allow_link_local: bool
     once: bool
     log_level: str
+    probe_endpoint: bool = False  # serve GET /probe?target=URL, the blackbox exporter's API
 
 
 # (flag, env var, default, help). The order is the order of --help.
@@ -119,6 +120,12 @@ _BOOL_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "probe link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, "
         "fd00:ec2::254), "
         "refused by default",
+    ),
+    (
+        "--probe-endpoint",
+        "UPCHECK_PROBE_ENDPOINT",
+        "serve GET /probe?target=URL as the blackbox exporter does; off by default: whoever "
+        "reaches the port can then have the daemon send requests to any address it can reach",
     ),
 )
 
@@ -327,4 +334,5 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
         allow_link_local=flags["--allow-link-local"],
         once=bool(args["once"]),
         log_level=log_level,
+        probe_endpoint=flags["--probe-endpoint"],
     )
