@@ -3,6 +3,7 @@ reason, and no expanded value or secret header value in any message or shown URL
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,14 @@ def test_secret_looking_header_values_are_listed_as_secrets_and_others_are_not()
     (target,) = parse_targets(data).targets
     assert set(target.secrets) == {"Basic YWJj", "sid=1", "k", "t", "p", "pw"}
 
+
+def test_every_csv_example_in_the_readme_loads_without_a_bad_row(monkeypatch):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```csv\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 3
+    for name in ("ORDERS_TOKEN", "SHOP_API_KEY", "TENANT_ID", "BILLING_TOKEN"):
+        monkeypatch.setenv(name, f"value-of-{name}")
+    for block in blocks:
+        parsed = parse_targets(block.encode())
+        assert parsed.errors == (), parsed.errors
+        assert parsed.targets
