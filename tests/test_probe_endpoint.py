@@ -23,7 +23,7 @@ from daemon.settings import load
 from daemon.web import create_app
 from tests import servers as srv
 from tests.daemon_process import ROOT, DaemonProcess
-from tests.ops.conftest import Prometheus, clean_env, stop
+from tests.ops.conftest import Prometheus, clean_env, http_get, stop
 from tests.support import free_port, need_binary, wait_until
 from tests.test_app import call
 
@@ -241,11 +241,17 @@ def test_prometheus_scrapes_probe_through_the_exporters_job_config(tmp_path, ser
         prometheus = Prometheus(proc, port, log)
         try:
 
-            def stored() -> dict[str, float] | None:
+            def ready() -> bool:
+                assert proc.poll() is None, f"prometheus exited early:\n{log.read_text()}"
                 try:
-                    found = prometheus.query(f'probe_success{{job="{job["job_name"]}"}}')
-                except (OSError, AssertionError):
-                    return None
+                    return http_get(f"http://127.0.0.1:{port}/-/ready", timeout=1)[0] == 200
+                except OSError:
+                    return False
+
+            wait_until(ready, timeout=30, what="prometheus to be ready")
+
+            def stored() -> dict[str, float] | None:
+                found = prometheus.query(f'probe_success{{job="{job["job_name"]}"}}')
                 values = {s["metric"]["instance"]: float(s["value"][1]) for s in found}
                 return values if len(values) == 2 else None
 
@@ -316,3 +322,18 @@ def test_the_readme_documents_the_probe_job_and_the_open_prober_risk():
     assert job["metrics_path"] == "/probe" and job["params"]["module"] == ["http_2xx"]
     text = README.read_text()
     assert "SSRF" in text and "--probe-endpoint" in text
+
+
+def test_a_variable_in_a_probe_target_is_never_expanded(servers, on_demand, monkeypatch):
+    monkeypatch.setenv("UPCHECK_TEST_SECRET", "never-sent-9d1")
+    queries: list[str] = []
+
+    def app(environ, start_response):
+        queries.append(environ["QUERY_STRING"])
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    port = servers.wsgi(app)
+    target = f"http://127.0.0.1:{port}/?k=${{UPCHECK_TEST_SECRET}}"
+    assert samples(get_probe(app_with(on_demand), target=target)[2])["probe_success"] == 1
+    assert queries and "never-sent" not in queries[0]
