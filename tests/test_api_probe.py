@@ -140,6 +140,14 @@ def test_a_rows_header_replaces_the_probes_own_of_the_same_name(servers, prober)
     assert accepts == [b"accept: application/json"]
 
 
+def test_a_host_header_probes_a_virtual_host_at_an_address(servers, prober):
+    echo = Echo()
+    port = servers.raw(echo)
+    assert prober.probe(row(url=f"http://127.0.0.1:{port}/", headers="Host: shop.example")).up
+    hosts = [line for line in echo.head_lines() if line.lower().startswith(b"host:")]
+    assert hosts == [b"Host: shop.example"]
+
+
 def test_a_get_row_without_new_columns_sends_no_body_and_the_probes_headers(servers, prober):
     echo = Echo()
     port = servers.raw(echo)
