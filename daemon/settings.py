@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--once",
         action="store_true",
         help="probe every URL once, write the sinks, print a summary; exit 0 if all up, 1 if "
-        "any is down, 2 if a sink could not be written",
+        "any is down, 2 if the targets cannot be loaded or a sink could not be written",
     )
     parser.add_argument("--version", action="version", version=f"upcheck {__version__}")
     return parser

@@ -1,7 +1,8 @@
 """The targets CSV into :class:`~daemon.model.Target` values, with line-numbered errors.
 
 Parsing never raises on a bad row: the row is skipped and reported as ``line N: reason``. A file
-that cannot be decoded, or that has rows but none valid, is rejected whole by raising
+that cannot be decoded, that holds no row at all (empty, only comments, only a header: an
+emptied or half-written file), or that has rows but none valid, is rejected whole by raising
 :class:`TargetsError`, so the caller keeps the last good list.
 """
 
@@ -187,6 +188,22 @@ def _row_to_target(row: dict[str, str]) -> Target:
     )
 
 
+# Only CR, LF and CRLF end a row. str.splitlines() also splits at form feed, NEL (U+0085),
+# U+2028 and more, which may stand inside a cell.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_CUT_SHORT_REASON = (
+    "the last row has no line end, so it may be cut short (a file caught while being"
+    " written); end the file with a line break"
+)
+
+
+def _nothing_in(text: str) -> str:
+    """Why a file without a single row is refused: it would remove every target."""
+    if not text.strip():
+        return "no targets: the file is empty"
+    return "no targets: the file holds only comments and blank lines"
+
+
 def parse_targets(data: bytes) -> ParsedTargets:
     """Parse CSV bytes. Raises :class:`TargetsError` when the file as a whole is unusable."""
     try:
@@ -197,14 +214,18 @@ def parse_targets(data: bytes) -> ParsedTargets:
         raise TargetsError("not a text file (contains NUL bytes)")
 
     # Keep the physical line numbers: drop comments and blanks but remember where rows were.
+    physical = _LINE_END.split(text)
     numbered = [
         (number, line)
-        for number, line in enumerate(text.splitlines(), start=1)
+        for number, line in enumerate(physical, start=1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
     if not numbered:
-        return ParsedTargets((), ())
+        raise TargetsError(_nothing_in(text))
     lines = dict(numbered)
+    # A last line with no line end may be a row cut short (a file caught while being written):
+    # "https://shop.exa" would be probed as another host. Its number, if it is a row.
+    cut_short = numbered[-1][0] if numbered[-1][0] == len(physical) else None
 
     errors: list[tuple[int, str]] = []
     rows: list[tuple[int, list[str]]] = []
@@ -226,6 +247,9 @@ def parse_targets(data: bytes) -> ParsedTargets:
     seen: dict[str, int] = {}
     seen_labels: dict[tuple[str, str], int] = {}
     for number, cells in body:
+        if number == cut_short:
+            errors.append((number, _CUT_SHORT_REASON))
+            continue
         if _cuts_userinfo(lines[number], cells):
             errors.append((number, _CUT_USERINFO_REASON))
             continue
@@ -275,6 +299,8 @@ def parse_targets(data: bytes) -> ParsedTargets:
     # cell quoted verbatim (an unknown column, a bad interval) that holds a URL or a secret.
     messages = tuple(redact_text(f"line {number}: {reason}") for number, reason in sorted(errors))
     rows_given = len(body) + len(numbered) - len(rows)
-    if rows_given and not targets:
+    if not rows_given:
+        raise TargetsError("no targets: the file has a header row and nothing under it")
+    if not targets:
         raise TargetsError(f"no valid target in {rows_given} row(s); first problem: {messages[0]}")
     return ParsedTargets(tuple(targets), messages)
