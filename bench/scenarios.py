@@ -158,19 +158,20 @@ def members(env: Env, checkout: Path, counts: tuple[int, ...] = (1, 2, 3)) -> di
     """1, 2 and 3 static members (``--shard i/N``) sharing one saturating list: total probes/s
     and CPU per probe against the number of members, as nginx counts the requests.
 
-    The list is short and due often (3,000 URLs every 0.5 s, 6,000 probes/s), so that even
-    three members each have more due than one core can do. The members are not pinned: on
-    this machine they share its cores with nginx, as processes on one task would.
+    The list is due often (6,000 URLs every second, the shortest interval allowed: 6,000
+    probes/s), so that even three members each have more due than one core can do. The members
+    are not pinned: on this machine they share its cores with nginx, as processes on one task
+    would.
     """
     window, warm = _window(env)
     csv = env.workdir / "members.csv"
-    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/m/{i},m{i}," for i in range(3000)])
+    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/m/{i},m{i}," for i in range(6000)])
     out: dict[str, Any] = {}
     for count in counts:
         folder = env.workdir / f"members-{count}"
         started = [
             env.procs.upcheck(
-                checkout, csv, None, 0.5, CONCURRENCY,
+                checkout, csv, None, 1, CONCURRENCY, timeout=1,
                 extra=("--shard", f"{i}/{count}", "--results", str(folder / "results.json")),
             )
             for i in range(count)

@@ -124,6 +124,16 @@ def test_a_file_without_a_single_row_is_rejected_whole(data, reason):
     assert str(caught.value) == f"no targets: {reason}"
 
 
+def test_intervals_and_timeouts_outside_their_bounds_are_refused_with_their_lines():
+    parsed = parse_targets((DATA / "bad_timing.csv").read_bytes())
+    assert list(parsed.errors) == (DATA / "bad_timing.errors").read_text().splitlines()
+    assert [(t.name, t.interval, t.timeout) for t in parsed.targets] == [
+        ("ok", 1.0, 0.1),
+        ("a day", 86400.0, 300.0),
+        ("equal", 5.0, 5.0),
+    ]
+
+
 @pytest.mark.parametrize(
     "separator", ["\x85", "\u2028", "\u2029", "\f", "\v", "\x1c", "\x1d", "\x1e"]
 )

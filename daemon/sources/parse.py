@@ -55,6 +55,25 @@ def parse_expected_status(raw: str) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
+# Seconds a probe's interval and timeout may take, for a row and for the flags alike. Under a
+# second between two probes of one URL is a load test, not monitoring (a typo such as
+# 0.000000001 probed one URL a thousand times a second); over a day, a mistake. A timeout
+# under 0.1 s fails every probe beyond the local network; over 5 minutes it holds a slot for
+# nothing any user waits that long for.
+INTERVAL_LIMITS = (1.0, 86_400.0)
+TIMEOUT_LIMITS = (0.1, 300.0)
+
+
+def limits_problem(value: float, limits: tuple[float, float]) -> str | None:
+    """Why ``value`` (seconds, known > 0) is out of ``limits``, or None."""
+    low, high = limits
+    if value < low:
+        return f"must be at least {low:g} s"
+    if value > high:
+        return f"must be at most {high:g} s"
+    return None
+
+
 def _seconds(column: str, raw: str) -> float | None:
     raw = raw.strip()
     if not raw:
@@ -65,7 +84,21 @@ def _seconds(column: str, raw: str) -> float | None:
         raise ValueError(f"bad {column} {raw!r}: not a number") from None
     if not value > 0 or math.isinf(value):
         raise ValueError(f"bad {column} {raw!r}: must be greater than 0")
+    problem = limits_problem(value, INTERVAL_LIMITS if column == "interval" else TIMEOUT_LIMITS)
+    if problem is not None:
+        raise ValueError(f"bad {column} {raw!r}: {problem}")
     return value
+
+
+def _timing_problem(target: Target) -> str | None:
+    """A row that gives both a timeout and an interval may not wait longer than its interval."""
+    timeout, interval = target.timeout, target.interval
+    if timeout is not None and interval is not None and timeout > interval:
+        return (
+            f"timeout {timeout:g} s is longer than the interval {interval:g} s: a probe would"
+            " still run when the next is due"
+        )
+    return None
 
 
 _NO_HEADER = ("url", "name")
@@ -270,6 +303,10 @@ def parse_targets(data: bytes) -> ParsedTargets:
             target = _row_to_target(dict(zip(header, cells, strict=False)))
         except ValueError as exc:
             errors.append((number, str(exc)))
+            continue
+        timing = _timing_problem(target)
+        if timing is not None:
+            errors.append((number, timing))
             continue
         if target.url in seen:
             first_line = seen[target.url]
