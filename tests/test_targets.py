@@ -337,6 +337,29 @@ def test_a_url_that_can_never_be_sent_is_refused_at_load(url, reason):
 
 
 @pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://a%2e%2eb.example/", "the host has an empty label"),
+        ("http://shop.%2E.example/", "the host has an empty label"),
+        ("http://%2eshop.example/", "the host starts with '*' or '.'"),
+        ("http://" + "%61" * 64 + ".example/", "the host has a label longer than 63 characters"),
+    ],
+)
+def test_a_host_is_judged_as_sent_with_its_unreserved_escapes_decoded(url, reason):
+    """The sender decodes %2e to "." in a host: "a%2e%2eb" is looked up as "a..b", which the
+    resolver refuses with a traceback (from gevent's thread pool) at every probe."""
+    parsed = parse_targets(f"url\n{url}\nhttps://ok.example/\n".encode())
+    (error,) = parsed.errors
+    assert error.startswith("line 2: bad url ") and error.endswith(reason), error
+
+
+def test_a_long_escaped_label_that_decodes_short_enough_loads():
+    url = "http://" + "%61" * 22 + ".example/"
+    parsed = parse_targets(f"url\n{url}\n".encode())
+    assert parsed.errors == () and [t.url for t in parsed.targets] == [url]
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "https://b\u00fccher.example/",

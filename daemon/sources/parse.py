@@ -128,6 +128,16 @@ def _cuts_userinfo(line: str, cells: Sequence[str]) -> bool:
     )
 
 
+# A %XX in a host that stands for an unreserved character (letter, digit, "-", ".", "_", "~").
+_UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
+
+
+def host_as_sent(host: str) -> str:
+    """``host`` as the sender resolves it: urllib3 decodes a percent-encoded unreserved
+    character in a host (RFC 3986 normalisation), so ``a%2e%2eb`` is looked up as ``a..b``."""
+    return _UNRESERVED_ESCAPE.sub(lambda found: chr(int(found.group(1), 16)), host)
+
+
 def host_problem(host: str) -> str | None:
     """Why ``host`` (as urlsplit gives it: lower case, no brackets) can never be sent, or None.
 
@@ -189,7 +199,7 @@ def check_url(url: str) -> str:
         raise ValueError(f"bad url {shown!r}: a '\\' before the path")
     if not parts.hostname:
         raise ValueError(f"bad url {shown!r}: no host")
-    problem = host_problem(parts.hostname)
+    problem = host_problem(host_as_sent(parts.hostname))
     if problem is not None:
         raise ValueError(f"bad url {shown!r}: {problem}")
     return url
