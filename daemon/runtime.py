@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -135,7 +134,7 @@ def errors_as_events() -> None:
     def uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         log.critical(event("crashed", error=_described(kind, value)), exc_info=(kind, value, tb))
 
-    def unraisable(report: Any) -> None:
+    def unraisable(report: sys.UnraisableHookArgs) -> None:
         kind = report.exc_type
         log.error(
             event(
