@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
 
 import gevent
 from gevent.event import Event
@@ -33,6 +34,7 @@ from daemon.outputs.shared_results import SharedResults
 from daemon.probe.connection import AresResolver, make_ssl_context
 from daemon.probe.prober import Prober
 from daemon.probe_endpoint import OnDemandProber
+from daemon.redact import redact_text
 from daemon.scheduler import Scheduler
 from daemon.settings import ConfigError, Settings, load
 from daemon.sharding import rendezvous
@@ -103,6 +105,57 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def errors_as_events() -> None:
+    """Make every error that would print its own traceback to stderr one logfmt event instead.
+
+    gevent's hub prints, over many lines, the traceback of a greenlet that dies with an
+    exception and of a thread-pool call that raised (a resolver error: the caller gets the
+    exception too); Python does the same for an uncaught exception, an error it cannot raise
+    (in a ``__del__``) and a warning. A log reader takes each line for an event of its own.
+    """
+    hub = gevent.get_hub()
+
+    def hub_error(
+        context: object,
+        kind: type[BaseException],
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            where = context if isinstance(context, str) else hub.format_context(context)
+        except Exception:  # a repr that fails must not take the error report with it
+            where = type(context).__name__
+        log.error(
+            event("unhandled_error", where=redact_text(str(where)), error=_described(kind, value)),
+            exc_info=None if value is None else (kind, value, tb),
+        )
+
+    def uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        log.critical(event("crashed", error=_described(kind, value)), exc_info=(kind, value, tb))
+
+    def unraisable(report: sys.UnraisableHookArgs) -> None:
+        kind = report.exc_type
+        log.error(
+            event(
+                "unraisable_error",
+                where=redact_text(report.err_msg or "Exception ignored in"),
+                error=_described(kind, report.exc_value),
+            ),
+            exc_info=(kind, report.exc_value, report.exc_traceback)
+            if report.exc_value is not None
+            else None,
+        )
+
+    hub.print_exception = hub_error
+    sys.excepthook = uncaught
+    sys.unraisablehook = unraisable
+    logging.captureWarnings(True)
+
+
+def _described(kind: type[BaseException], value: object) -> str:
+    return redact_text(f"{kind.__name__}: {value}" if value is not None else kind.__name__)
 
 
 def _yield() -> None:
@@ -451,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"upcheck: error: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level)
+    errors_as_events()
     disable_created_metrics()  # type: ignore[no-untyped-call]
     daemon = Daemon(settings)
     if settings.once:

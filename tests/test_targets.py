@@ -107,9 +107,63 @@ def test_rows_that_differ_only_in_a_hidden_credential_need_different_names():
     assert "two" not in error and "t2" not in error
 
 
-def test_an_empty_file_is_an_empty_list_not_an_error():
-    assert parse_targets(b"").targets == ()
-    assert parse_targets(b"url,name\n").targets == ()
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "the file is empty"),
+        (b"\xef\xbb\xbf\n  \n", "the file is empty"),
+        (b"# list being rewritten\n\n", "the file holds only comments and blank lines"),
+        (b"url,name\n", "the file has a header row and nothing under it"),
+    ],
+)
+def test_a_file_without_a_single_row_is_rejected_whole(data, reason):
+    """An emptied or half-written file (`cat > urls.csv` leaves 0 bytes for a moment) must
+    not replace the list in force by nothing, which removes every target with its history."""
+    with pytest.raises(TargetsError) as caught:
+        parse_targets(data)
+    assert str(caught.value) == f"no targets: {reason}"
+
+
+def test_intervals_and_timeouts_outside_their_bounds_are_refused_with_their_lines():
+    parsed = parse_targets((DATA / "bad_timing.csv").read_bytes())
+    assert list(parsed.errors) == (DATA / "bad_timing.errors").read_text().splitlines()
+    assert [(t.name, t.interval, t.timeout) for t in parsed.targets] == [
+        ("ok", 1.0, 0.1),
+        ("a day", 86400.0, 300.0),
+        ("equal", 5.0, 5.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "separator", ["\x85", "\u2028", "\u2029", "\f", "\v", "\x1c", "\x1d", "\x1e"]
+)
+def test_only_cr_and_lf_end_a_row(separator):
+    """str.splitlines() also splits at NEL, U+2028, a form feed and more: a cell holding one
+    was cut in two, and every later line number was off."""
+    data = (
+        f"url,name\r\nhttps://a.example/,foo{separator}bar\nhttps://b.example/,b\r"
+        "not a url,junk\nhttps://c.example/,c\n"
+    ).encode()
+    parsed = parse_targets(data)
+    assert [(t.url, t.name) for t in parsed.targets] == [
+        ("https://a.example/", f"foo{separator}bar"),
+        ("https://b.example/", "b"),
+        ("https://c.example/", "c"),
+    ]
+    assert parsed.errors == ("line 4: bad url 'not a url': only http and https are supported",)
+
+
+def test_a_last_row_without_a_line_end_is_refused_as_maybe_cut_short():
+    """A file caught while being written usually ends inside a row: "https://shop.exa" would
+    be probed as another host. A last row with no line end is refused; a comment is fine."""
+    parsed = parse_targets(b"url\nhttps://a.example/\nhttps://shop.exa")
+    assert [t.url for t in parsed.targets] == ["https://a.example/"]
+    assert parsed.errors == (
+        "line 3: the last row has no line end, so it may be cut short (a file caught while"
+        " being written); end the file with a line break",
+    )
+    parsed = parse_targets(b"url\r\nhttps://a.example/\r\n# the end")
+    assert [t.url for t in parsed.targets] == ["https://a.example/"] and parsed.errors == ()
 
 
 def test_errors_never_show_credentials():
@@ -280,6 +334,29 @@ def test_a_url_that_can_never_be_sent_is_refused_at_load(url, reason):
     assert [t.url for t in parsed.targets] == ["https://ok.example/"]
     (error,) = parsed.errors
     assert error.startswith("line 2: bad url ") and error.endswith(reason), error
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://a%2e%2eb.example/", "the host has an empty label"),
+        ("http://shop.%2E.example/", "the host has an empty label"),
+        ("http://%2eshop.example/", "the host starts with '*' or '.'"),
+        ("http://" + "%61" * 64 + ".example/", "the host has a label longer than 63 characters"),
+    ],
+)
+def test_a_host_is_judged_as_sent_with_its_unreserved_escapes_decoded(url, reason):
+    """The sender decodes %2e to "." in a host: "a%2e%2eb" is looked up as "a..b", which the
+    resolver refuses with a traceback (from gevent's thread pool) at every probe."""
+    parsed = parse_targets(f"url\n{url}\nhttps://ok.example/\n".encode())
+    (error,) = parsed.errors
+    assert error.startswith("line 2: bad url ") and error.endswith(reason), error
+
+
+def test_a_long_escaped_label_that_decodes_short_enough_loads():
+    url = "http://" + "%61" * 22 + ".example/"
+    parsed = parse_targets(f"url\n{url}\n".encode())
+    assert parsed.errors == () and [t.url for t in parsed.targets] == [url]
 
 
 @pytest.mark.parametrize(

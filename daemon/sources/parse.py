@@ -1,7 +1,8 @@
 """The targets CSV into :class:`~daemon.model.Target` values, with line-numbered errors.
 
 Parsing never raises on a bad row: the row is skipped and reported as ``line N: reason``. A file
-that cannot be decoded, or that has rows but none valid, is rejected whole by raising
+that cannot be decoded, that holds no row at all (empty, only comments, only a header: an
+emptied or half-written file), or that has rows but none valid, is rejected whole by raising
 :class:`TargetsError`, so the caller keeps the last good list.
 """
 
@@ -85,6 +86,25 @@ def parse_expected_status(raw: str) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
+# Seconds a probe's interval and timeout may take, for a row and for the flags alike. Under a
+# second between two probes of one URL is a load test, not monitoring (a typo such as
+# 0.000000001 probed one URL a thousand times a second); over a day, a mistake. A timeout
+# under 0.1 s fails every probe beyond the local network; over 5 minutes it holds a slot for
+# nothing any user waits that long for.
+INTERVAL_LIMITS = (1.0, 86_400.0)
+TIMEOUT_LIMITS = (0.1, 300.0)
+
+
+def limits_problem(value: float, limits: tuple[float, float]) -> str | None:
+    """Why ``value`` (seconds, known > 0) is out of ``limits``, or None."""
+    low, high = limits
+    if value < low:
+        return f"must be at least {low:g} s"
+    if value > high:
+        return f"must be at most {high:g} s"
+    return None
+
+
 def _seconds(column: str, raw: str) -> float | None:
     raw = raw.strip()
     if not raw:
@@ -95,7 +115,21 @@ def _seconds(column: str, raw: str) -> float | None:
         raise ValueError(f"bad {column} {raw!r}: not a number") from None
     if not value > 0 or math.isinf(value):
         raise ValueError(f"bad {column} {raw!r}: must be greater than 0")
+    problem = limits_problem(value, INTERVAL_LIMITS if column == "interval" else TIMEOUT_LIMITS)
+    if problem is not None:
+        raise ValueError(f"bad {column} {raw!r}: {problem}")
     return value
+
+
+def _timing_problem(target: Target) -> str | None:
+    """A row that gives both a timeout and an interval may not wait longer than its interval."""
+    timeout, interval = target.timeout, target.interval
+    if timeout is not None and interval is not None and timeout > interval:
+        return (
+            f"timeout {timeout:g} s is longer than the interval {interval:g} s: a probe would"
+            " still run when the next is due"
+        )
+    return None
 
 
 _NO_HEADER = ("url", "name")
@@ -123,6 +157,16 @@ def _cuts_userinfo(line: str, cells: Sequence[str]) -> bool:
     return any(
         not any(found.group() in cell for cell in cells) for found in _CUT_USERINFO.finditer(line)
     )
+
+
+# A %XX in a host that stands for an unreserved character (letter, digit, "-", ".", "_", "~").
+_UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
+
+
+def host_as_sent(host: str) -> str:
+    """``host`` as the sender resolves it: urllib3 decodes a percent-encoded unreserved
+    character in a host (RFC 3986 normalisation), so ``a%2e%2eb`` is looked up as ``a..b``."""
+    return _UNRESERVED_ESCAPE.sub(lambda found: chr(int(found.group(1), 16)), host)
 
 
 def host_problem(host: str, detail: bool = True) -> str | None:
@@ -190,7 +234,7 @@ def check_url(url: str, written: str | None = None) -> str:
     if not parts.hostname:
         raise ValueError(f"bad url {shown!r}: no host")
     # A host from ${NAME} is not shown, not even quoted in part by idna.
-    problem = host_problem(parts.hostname, detail=written is None)
+    problem = host_problem(host_as_sent(parts.hostname), detail=written is None)
     if problem is not None:
         raise ValueError(f"bad url {shown!r}: {problem}")
     return url
@@ -430,6 +474,22 @@ def _build_target(row: dict[str, str], expand: _Expander) -> Target:
     )
 
 
+# Only CR, LF and CRLF end a row. str.splitlines() also splits at form feed, NEL (U+0085),
+# U+2028 and more, which may stand inside a cell.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_CUT_SHORT_REASON = (
+    "the last row has no line end, so it may be cut short (a file caught while being"
+    " written); end the file with a line break"
+)
+
+
+def _nothing_in(text: str) -> str:
+    """Why a file without a single row is refused: it would remove every target."""
+    if not text.strip():
+        return "no targets: the file is empty"
+    return "no targets: the file holds only comments and blank lines"
+
+
 def parse_targets(data: bytes) -> ParsedTargets:
     """Parse CSV bytes. Raises :class:`TargetsError` when the file as a whole is unusable."""
     try:
@@ -440,14 +500,18 @@ def parse_targets(data: bytes) -> ParsedTargets:
         raise TargetsError("not a text file (contains NUL bytes)")
 
     # Keep the physical line numbers: drop comments and blanks but remember where rows were.
+    physical = _LINE_END.split(text)
     numbered = [
         (number, line)
-        for number, line in enumerate(text.splitlines(), start=1)
+        for number, line in enumerate(physical, start=1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
     if not numbered:
-        return ParsedTargets((), ())
+        raise TargetsError(_nothing_in(text))
     lines = dict(numbered)
+    # A last line with no line end may be a row cut short (a file caught while being written):
+    # "https://shop.exa" would be probed as another host. Its number, if it is a row.
+    cut_short = numbered[-1][0] if numbered[-1][0] == len(physical) else None
 
     errors: list[tuple[int, str]] = []
     rows: list[tuple[int, list[str]]] = []
@@ -469,6 +533,9 @@ def parse_targets(data: bytes) -> ParsedTargets:
     seen: dict[str, int] = {}
     seen_labels: dict[tuple[str, str], int] = {}
     for number, cells in body:
+        if number == cut_short:
+            errors.append((number, _CUT_SHORT_REASON))
+            continue
         if _cuts_userinfo(lines[number], cells):
             errors.append((number, _CUT_USERINFO_REASON))
             continue
@@ -489,6 +556,10 @@ def parse_targets(data: bytes) -> ParsedTargets:
             target = _row_to_target(dict(zip(header, cells, strict=False)))
         except ValueError as exc:
             errors.append((number, str(exc)))
+            continue
+        timing = _timing_problem(target)
+        if timing is not None:
+            errors.append((number, timing))
             continue
         if target.url in seen:
             first_line = seen[target.url]
@@ -518,6 +589,8 @@ def parse_targets(data: bytes) -> ParsedTargets:
     # cell quoted verbatim (an unknown column, a bad interval) that holds a URL or a secret.
     messages = tuple(redact_text(f"line {number}: {reason}") for number, reason in sorted(errors))
     rows_given = len(body) + len(numbered) - len(rows)
-    if rows_given and not targets:
+    if not rows_given:
+        raise TargetsError("no targets: the file has a header row and nothing under it")
+    if not targets:
         raise TargetsError(f"no valid target in {rows_given} row(s); first problem: {messages[0]}")
     return ParsedTargets(tuple(targets), messages)

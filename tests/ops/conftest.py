@@ -191,7 +191,7 @@ def start_daemon(folder: Path, targets: Targets, *extra: str) -> Daemon:
         "--interval",
         "1",
         "--timeout",
-        "2",
+        "1",
         "--results",
         str(results),
         "--ca-file",
