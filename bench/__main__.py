@@ -25,7 +25,17 @@ from typing import Any
 from bench import scenarios
 from bench.procs import ROOT, Processes, cpus, worktree
 
-NAMES = ("compare", "https", "scale-1k", "scale-10k", "scale-50k", "fidelity", "members", "page")
+NAMES = (
+    "compare",
+    "https",
+    "scale-1k",
+    "scale-10k",
+    "scale-50k",
+    "fidelity",
+    "members",
+    "soak",
+    "page",
+)
 RESULTS = ROOT / "bench" / "last-results.json"
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -50,6 +60,7 @@ def run_upcheck(env: scenarios.Env, checkout: Path, only: set[str], label: str) 
         ("scale-50k", lambda: scenarios.scale(env, checkout, 50_000, 60.0)),
         ("fidelity", lambda: scenarios.fidelity(env, checkout)),
         ("members", lambda: scenarios.members(env, checkout)),
+        ("soak", lambda: scenarios.soak(env, checkout)),
         ("page", lambda: scenarios.page(env, checkout)),
     ]
     for name, run in plan:
@@ -107,6 +118,11 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _below(value: float | None, bar: float) -> bool:
+    """Whether a figure was measured and is under its bar (a NaN is not)."""
+    return value is not None and value < bar
+
+
 def table(results: dict[str, Any]) -> str:
     """The results as Markdown: the bars, then every figure, then before/after ratios."""
     now = results["runs"].get("current", {})
@@ -157,6 +173,20 @@ def table(results: dict[str, Any]) -> str:
             "< 1 s",
             2,
             (get(now, "scale-50k", "metrics_s_max") or 99) < 1,
+        ),
+        (
+            "soak at 10k, reloads and scrape bursts: lateness p99 (s)",
+            get(now, "soak", "lateness_p99_s"),
+            "< 1 s",
+            3,
+            _below(get(now, "soak", "lateness_p99_s"), 1),
+        ),
+        (
+            "soak at 10k: RSS slope (MiB/min)",
+            get(now, "soak", "rss_slope_mib_per_min"),
+            "< 1 (flat)",
+            2,
+            _below(get(now, "soak", "rss_slope_mib_per_min"), 1),
         ),
         (
             "status page at 50k targets, size (MiB)",
@@ -254,6 +284,27 @@ def table(results: dict[str, Any]) -> str:
         ("fidelity: error p99 ms", "fidelity", "error_p99_ms", 2),
         ("fidelity: error max ms", "fidelity", "error_max_ms", 2),
         ("fidelity: reference server's own p99 ms", "fidelity", "reference_p99_ms", 2),
+        ("soak: seconds measured", "soak", "duration_s", 0),
+        ("soak: CSV rewrites (a tenth of the rows each)", "soak", "rewrites", 0),
+        ("soak: RSS at start MiB", "soak", "rss_start_mib", 0),
+        ("soak: RSS at end MiB", "soak", "rss_end_mib", 0),
+        ("soak: RSS slope MiB/min", "soak", "rss_slope_mib_per_min", 2),
+        (
+            "soak: RSS slope over the second half MiB/min",
+            "soak",
+            "rss_slope_second_half_mib_per_min",
+            2,
+        ),
+        ("soak: lateness p50 s", "soak", "lateness_p50_s", 4),
+        ("soak: lateness p99 s", "soak", "lateness_p99_s", 4),
+        ("soak: probes started over 1 s late", "soak", "late_over_1s", 0),
+        ("soak: CPU share of one core", "soak", "cpu_share", 2),
+        ("soak: bursts of 200 gzip /metrics scrapes", "soak", "bursts", 0),
+        ("soak: /metrics in a burst, slowest s", "soak", "scrape_s_max", 2),
+        ("soak: /metrics in a burst, median s", "soak", "scrape_s_median", 2),
+        ("soak: /health during bursts, p50 s", "soak", "health_s_p50", 3),
+        ("soak: /health during bursts, p99 s", "soak", "health_s_p99", 3),
+        ("soak: /health during bursts, slowest s", "soak", "health_s_max", 3),
         ("page 50k: peak RSS MiB, a week of history read back", "page", "peak_rss_mib", 0),
         ("page 50k: results file MiB", "page", "results_file_mib", 1),
         ("page 50k: GET / MiB", "page", "page_mib", 2),

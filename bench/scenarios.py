@@ -23,6 +23,7 @@ from bench.procs import (
     machine_busy_seconds,
     peak_rss_mib,
     pin,
+    rss_mib,
     wait_until,
 )
 
@@ -160,19 +161,20 @@ def members(env: Env, checkout: Path, counts: tuple[int, ...] = (1, 2, 3)) -> di
     """1, 2 and 3 static members (``--shard i/N``) sharing one saturating list: total probes/s
     and CPU per probe against the number of members, as nginx counts the requests.
 
-    The list is short and due often (3,000 URLs every 0.5 s, 6,000 probes/s), so that even
-    three members each have more due than one core can do. The members are not pinned: on
-    this machine they share its cores with nginx, as processes on one task would.
+    The list is due often (6,000 URLs every second, the shortest interval allowed: 6,000
+    probes/s), so that even three members each have more due than one core can do. The members
+    are not pinned: on this machine they share its cores with nginx, as processes on one task
+    would.
     """
     window, warm = _window(env)
     csv = env.workdir / "members.csv"
-    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/m/{i},m{i}," for i in range(3000)])
+    write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/m/{i},m{i}," for i in range(6000)])
     out: dict[str, Any] = {}
     for count in counts:
         folder = env.workdir / f"members-{count}"
         started = [
             env.procs.upcheck(
-                checkout, csv, None, 0.5, CONCURRENCY,
+                checkout, csv, None, 1, CONCURRENCY, timeout=1,
                 extra=("--shard", f"{i}/{count}", "--results", str(folder / "results.json")),
             )
             for i in range(count)
@@ -343,6 +345,133 @@ def fidelity(env: Env, checkout: Path, delay: float = 0.2) -> dict[str, float]:
         }
     )
     return figures
+
+
+# -- soak: reloads and scrape bursts, for minutes --------------------------------------------
+
+
+def soak(env: Env, checkout: Path, targets: int = 10_000, interval: float = 30.0) -> dict[str, Any]:
+    """``targets`` URLs at ``interval`` for minutes, while the list changes and Prometheus
+    scrapes in bursts: does memory stay flat, do probes stay on time, does ``/health`` answer?
+
+    Every 20 s the CSV is replaced (written beside it, then renamed into place) with a tenth of
+    its rows pointing at new URLs (a thousand targets removed, a thousand added; the daemon
+    checks the file every 2 s). Every 30 s, ``bench/burst.py`` (on the other CPU) makes 200
+    concurrent gzip ``/metrics`` scrapes and times ``/health`` every 0.1 s while they last.
+    RSS is read every 5 s; its slope is a least-squares line over the run, and over its second
+    half (past the first reloads and bursts, whose buffers are made once). Lateness is the
+    increase of the daemon's histogram over the run.
+    """
+    duration = 60.0 if env.quick else 300.0
+    rewrite_every, burst_every, burst_size, burst_limit = 20.0, 30.0, 200, 60.0
+    csv = env.workdir / "soak.csv"
+    generation = [0] * targets
+
+    def rows() -> list[str]:
+        return [
+            f"http://127.0.0.1:{env.nginx_port}/soak/{gen}/{i},k{i}g{gen},"
+            for i, gen in enumerate(generation)
+        ]
+
+    write_csv(csv, rows())
+    proc, port = env.procs.upcheck(checkout, csv, env.prober_cpu, interval, 500, reload_interval=2)
+    figures: dict[str, Any] = {"targets": targets, "interval_s": interval, "duration_s": duration}
+    bursts: list[dict[str, Any]] = []
+    rss: list[tuple[float, float]] = []
+    burst: subprocess.Popen[bytes] | None = None
+    try:
+        first_pass = interval + 120
+        wait_until(lambda: probes_done(port) >= targets * 0.98, first_pass, "first pass", every=2)
+        before = scrape(port)
+        t0 = time.monotonic()
+        cpu0 = cpu_seconds(proc.pid)
+        next_rewrite, next_burst, next_rss, rewrites = rewrite_every, 10.0, 0.0, 0
+        while (now := time.monotonic() - t0) < duration or burst is not None:
+            if burst is not None and burst.poll() is not None:
+                out, err = burst.communicate()
+                if burst.returncode != 0:
+                    raise RuntimeError(f"burst failed: {err.decode()[-2000:]}")
+                bursts.append(json.loads(out))
+                burst = None
+            if now >= duration:
+                time.sleep(0.5)  # the last burst still running: let it finish (bounded)
+                continue
+            if now >= next_rss:
+                rss.append((now, rss_mib(proc.pid)))
+                next_rss += 5.0
+            if now >= next_rewrite:
+                rewrites += 1
+                tenth = targets // 10
+                first = (rewrites - 1) * tenth % targets
+                for i in range(first, first + tenth):
+                    generation[i % targets] += 1
+                write_csv(csv, rows())
+                next_rewrite += rewrite_every
+            if now >= next_burst and burst is None:
+                argv = [sys.executable, str(HERE / "burst.py"), str(port), str(burst_size)]
+                burst = subprocess.Popen(
+                    [*pin(env.other_cpu), *argv, str(burst_limit)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                next_burst += burst_every
+            time.sleep(0.2)
+        elapsed = time.monotonic() - t0
+        figures["cpu_share"] = (cpu_seconds(proc.pid) - cpu0) / elapsed
+        rss.append((elapsed, rss_mib(proc.pid)))
+        after = scrape(port)
+    finally:
+        if burst is not None:
+            burst.kill()
+            burst.wait()
+        env.procs.stop(proc)
+    late = metrics.delta(
+        metrics.buckets(after, "upcheck_probe_lateness_seconds"),
+        metrics.buckets(before, "upcheck_probe_lateness_seconds"),
+    )
+    on_time = dict(late).get(1.0, 0.0)
+    health = sorted(s for b in bursts for s in b["health_s"])
+    figures.update(
+        {
+            "rewrites": rewrites,
+            "bursts": len(bursts),
+            "targets_at_end": metrics.total(after, "upcheck_targets"),
+            "load_errors": metrics.total(after, "upcheck_targets_load_errors_total"),
+            "rss_start_mib": rss[0][1],
+            "rss_end_mib": rss[-1][1],
+            "rss_max_mib": max(m for _, m in rss),
+            "rss_slope_mib_per_min": 60 * _slope(rss),
+            # Without the first reloads and bursts, whose buffers and caches are made once.
+            "rss_slope_second_half_mib_per_min": 60
+            * _slope([p for p in rss if p[0] >= duration / 2]),
+            "rss_samples": rss,
+            "lateness_p50_s": metrics.quantile(0.5, late),
+            "lateness_p99_s": metrics.quantile(0.99, late),
+            "lateness_samples": late[-1][1] if late else 0,
+            "late_over_1s": (late[-1][1] - on_time) if late else 0,
+            "health_s_max": health[-1] if health else math.nan,
+            "health_s_p50": metrics.percentile(health, 0.5),
+            "health_s_p99": metrics.percentile(health, 0.99),
+            "health_failed": sum(b["health_failed"] for b in bursts),
+            "scrape_s_max": max((b["scrape_s_max"] or math.nan for b in bursts), default=math.nan),
+            "scrape_s_median": metrics.percentile(
+                [b["scrape_s_median"] for b in bursts if b["scrape_s_median"] is not None], 0.5
+            ),
+            "scrapes_failed": sum(b["scrapes"] - b["scrapes_ok"] for b in bursts),
+            "burst_s_max": max((b["burst_s"] for b in bursts), default=math.nan),
+        }
+    )
+    return figures
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """The least-squares slope of ``points`` (y per x)."""
+    if len(points) < 2:
+        return math.nan
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else math.nan
 
 
 # -- the status page at 50k targets, with a week of history carried over ----------------------

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
 
 import gevent
 from gevent.event import Event
@@ -30,8 +31,10 @@ from daemon.outputs.exposition import Exposition
 from daemon.outputs.publisher import Publisher, Sink
 from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
 from daemon.outputs.shared_results import SharedResults
-from daemon.probe.connection import make_ssl_context
+from daemon.probe.connection import AresResolver, make_ssl_context
 from daemon.probe.prober import Prober
+from daemon.probe_endpoint import OnDemandProber
+from daemon.redact import redact_text
 from daemon.scheduler import Scheduler
 from daemon.settings import ConfigError, Settings, load
 from daemon.sharding import rendezvous
@@ -104,6 +107,57 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def errors_as_events() -> None:
+    """Make every error that would print its own traceback to stderr one logfmt event instead.
+
+    gevent's hub prints, over many lines, the traceback of a greenlet that dies with an
+    exception and of a thread-pool call that raised (a resolver error: the caller gets the
+    exception too); Python does the same for an uncaught exception, an error it cannot raise
+    (in a ``__del__``) and a warning. A log reader takes each line for an event of its own.
+    """
+    hub = gevent.get_hub()
+
+    def hub_error(
+        context: object,
+        kind: type[BaseException],
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            where = context if isinstance(context, str) else hub.format_context(context)
+        except Exception:  # a repr that fails must not take the error report with it
+            where = type(context).__name__
+        log.error(
+            event("unhandled_error", where=redact_text(str(where)), error=_described(kind, value)),
+            exc_info=None if value is None else (kind, value, tb),
+        )
+
+    def uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        log.critical(event("crashed", error=_described(kind, value)), exc_info=(kind, value, tb))
+
+    def unraisable(report: sys.UnraisableHookArgs) -> None:
+        kind = report.exc_type
+        log.error(
+            event(
+                "unraisable_error",
+                where=redact_text(report.err_msg or "Exception ignored in"),
+                error=_described(kind, report.exc_value),
+            ),
+            exc_info=(kind, report.exc_value, report.exc_traceback)
+            if report.exc_value is not None
+            else None,
+        )
+
+    hub.print_exception = hub_error
+    sys.excepthook = uncaught
+    sys.unraisablehook = unraisable
+    logging.captureWarnings(True)
+
+
+def _described(kind: type[BaseException], value: object) -> str:
+    return redact_text(f"{kind.__name__}: {value}" if value is not None else kind.__name__)
+
+
 def _yield() -> None:
     """Let other greenlets (probes) run while a long document is being built."""
     gevent.sleep(0)
@@ -119,6 +173,7 @@ class Daemon:
         self.store = ResultsStore()
         self.prober = Prober(
             make_ssl_context(settings.ca_file),
+            resolver=AresResolver(),
             allow_link_local=settings.allow_link_local,
             default_timeout=settings.timeout,
         )
@@ -147,6 +202,10 @@ class Daemon:
             for sink in self.sinks
         ]
         self.exposition = Exposition(self.store, self.telemetry)
+        # GET /probe (--probe-endpoint): the same prober, results never stored.
+        self.on_demand = (
+            OnDemandProber(self.prober.probe, settings.timeout) if settings.probe_endpoint else None
+        )
         self._view_lock = Semaphore()
         self._view: tuple[float, Snapshot] | None = None
 
@@ -317,6 +376,7 @@ class Daemon:
             ready=self.ready,
             results=self.results_answer,
             status_page=lambda: self.recent_snapshot().status_html,
+            probe=self.on_demand,
         )
 
     def flush(self, budget: float) -> None:
@@ -350,6 +410,7 @@ def run_forever(daemon: Daemon) -> int:
             targets=daemon.source.description,
             results=settings.results or "off",
             cloudwatch=settings.cloudwatch_namespace or "off",
+            probe_endpoint="on" if settings.probe_endpoint else "off",
         )
     )
     # Signals first: a SIGTERM that arrives while the first load still waits on S3 must
@@ -445,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"upcheck: error: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level)
+    errors_as_events()
     disable_created_metrics()  # type: ignore[no-untyped-call]
     daemon = Daemon(settings)
     if settings.once:

@@ -156,8 +156,10 @@ class Scheduler:
             self._drop_stale_rows()
         fresh = [t for url, t in wanted.items() if url not in self._entries]
         self._start_batch(fresh)
+        # A probe with retries may take one deadline per attempt.
         self._slowest = max(
-            (self.interval_of(t) + self.timeout_of(t) for t in wanted.values()), default=0.0
+            (self.interval_of(t) + self.timeout_of(t) * (1 + t.retries) for t in wanted.values()),
+            default=0.0,
         )
         self._last_progress = self._clock.monotonic()
         return len(fresh) - len(changed), len(removed), len(changed)

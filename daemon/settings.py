@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from daemon import __version__
 from daemon.sharding.membership import ShardSpec, ecs_metadata_url, parse_shard
+from daemon.sources.parse import INTERVAL_LIMITS, TIMEOUT_LIMITS, limits_problem
 
 CLOUDWATCH_URL_METRICS = ("ResponseTime", "Up", "StatusCode")
 
@@ -44,14 +45,25 @@ class Settings:
     allow_link_local: bool
     once: bool
     log_level: str
+    probe_endpoint: bool = False  # serve GET /probe?target=URL, the blackbox exporter's API
 
 
 # (flag, env var, default, help). The order is the order of --help.
 _OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--targets", "UPCHECK_TARGETS", None, "local path or s3://bucket/key of the targets CSV"),
     ("--listen", "UPCHECK_LISTEN", "0.0.0.0:8080", "HTTP server address, host:port"),
-    ("--interval", "UPCHECK_INTERVAL", "60", "seconds between two probes of one URL"),
-    ("--timeout", "UPCHECK_TIMEOUT", "10", "hard deadline in seconds for one whole probe"),
+    (
+        "--interval",
+        "UPCHECK_INTERVAL",
+        "60",
+        "seconds between two probes of one URL, 1 to 86400",
+    ),
+    (
+        "--timeout",
+        "UPCHECK_TIMEOUT",
+        "10",
+        "hard deadline in seconds for one whole probe, 0.1 to 300 and not over --interval",
+    ),
     ("--concurrency", "UPCHECK_CONCURRENCY", "500", "most probes in flight at once"),
     (
         "--reload-interval",
@@ -120,6 +132,12 @@ _BOOL_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "fd00:ec2::254), "
         "refused by default",
     ),
+    (
+        "--probe-endpoint",
+        "UPCHECK_PROBE_ENDPOINT",
+        "serve GET /probe?target=URL as the blackbox exporter does; off by default: whoever "
+        "reaches the port can then have the daemon send requests to any address it can reach",
+    ),
 )
 
 _TRUE = frozenset(("1", "true", "yes", "on"))
@@ -151,13 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--once",
         action="store_true",
         help="probe every URL once, write the sinks, print a summary; exit 0 if all up, 1 if "
-        "any is down, 2 if a sink could not be written",
+        "any is down, 2 if the targets cannot be loaded or a sink could not be written",
     )
     parser.add_argument("--version", action="version", version=f"upcheck {__version__}")
     return parser
 
 
-def _positive(name: str, raw: str, problems: list[str], integer: bool = False) -> float:
+def _positive(
+    name: str,
+    raw: str,
+    problems: list[str],
+    integer: bool = False,
+    limits: tuple[float, float] | None = None,
+) -> float:
+    """A number greater than 0 (and within ``limits``, seconds, if given)."""
     try:
         value = float(int(raw)) if integer else float(raw)
     except ValueError:
@@ -167,6 +192,11 @@ def _positive(name: str, raw: str, problems: list[str], integer: bool = False) -
     if not value > 0 or value != value or value == float("inf"):
         problems.append(f"{name} must be greater than 0, got {raw!r}")
         return 1.0
+    if limits is not None:
+        problem = limits_problem(value, limits)
+        if problem is not None:
+            problems.append(f"{name} {problem}, got {raw!r}")
+            return limits[0]
     return value
 
 
@@ -248,6 +278,11 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
             return str(given)
         return environ.get(env, default)
 
+    def is_set(flag: str) -> bool:
+        """Set by a flag or its environment variable, rather than by default."""
+        env = next(env for name, env, _, _ in _OPTIONS if name == flag)
+        return value(flag, env, None) is not None
+
     raw = {flag: value(flag, env, default) for flag, env, default, _ in _OPTIONS}
     flags: dict[str, bool] = {}
     for flag, env, _ in _BOOL_OPTIONS:
@@ -263,8 +298,17 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
     else:
         _check_targets(targets, problems)
     host, port = _listen(raw["--listen"] or "", problems)
-    interval = _positive("--interval", raw["--interval"] or "", problems)
-    timeout = _positive("--timeout", raw["--timeout"] or "", problems)
+    known = len(problems)
+    interval = _positive("--interval", raw["--interval"] or "", problems, limits=INTERVAL_LIMITS)
+    timeout = _positive("--timeout", raw["--timeout"] or "", problems, limits=TIMEOUT_LIMITS)
+    both_good = len(problems) == known
+    if both_good and timeout > interval and is_set("--interval") and is_set("--timeout"):
+        # Only when both are set: `--interval 5` alone keeps the default timeout, and a probe
+        # that outlasts its interval just delays the next one (never two at once).
+        problems.append(
+            f"--timeout {timeout:g} is longer than --interval {interval:g}: a probe would "
+            "still run when the next is due"
+        )
     concurrency = int(_positive("--concurrency", raw["--concurrency"] or "", problems, True))
     reload_interval = _positive("--reload-interval", raw["--reload-interval"] or "", problems)
     publish_interval = _positive("--publish-interval", raw["--publish-interval"] or "", problems)
@@ -327,4 +371,5 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
         allow_link_local=flags["--allow-link-local"],
         once=bool(args["once"]),
         log_level=log_level,
+        probe_endpoint=flags["--probe-endpoint"],
     )

@@ -1,4 +1,5 @@
-"""The HTTP face of the daemon, as a WSGI app: /metrics, /health, /ready, /results and /.
+"""The HTTP face of the daemon, as a WSGI app: /metrics, /health, /ready, /results, / and,
+with ``--probe-endpoint``, /probe.
 
 Built by :func:`create_app` from callables, so it can be tested in-process without a scheduler
 or a socket, and served by ``gevent.pywsgi`` in production. How ``GET /results`` answers for
@@ -10,15 +11,32 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
-from daemon.outputs.exposition import CONTENT_TYPE, Scrape
+from daemon.logs import event
+from daemon.model import ProbeResult
+from daemon.outputs.exposition import CONTENT_TYPE, Scrape, render_probe
+from daemon.outputs.page import POLICY
 from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
+from daemon.probe_endpoint import ProbeRequestError
+from daemon.redact import redact_url
 
 StartResponse = Callable[..., Any]
 Answer = tuple[str, list[tuple[str, str]], bytes]
+# GET /probe: (target, module, Prometheus's scrape timeout header) -> the probe's result.
+ProbeNow = Callable[[str | None, str | None, str | None], ProbeResult]
 
 _TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 _JSON = (("Content-Type", "application/json"), ("Cache-Control", "no-cache"))
+# The status page shows names, URLs and errors from the CSV and from the probed servers: it is
+# escaped, and this says a browser must run nothing even if something slipped through.
+# frame-ancestors works only as a header, not in the page's <meta>.
+_HTML = (
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Content-Security-Policy", f"{POLICY}; frame-ancestors 'none'"),
+)
+# On every answer: /ready and /health echo text from the CSV; never let a browser sniff it.
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
 def results_answer(
@@ -73,13 +91,45 @@ def accepts_gzip(header: str) -> bool:
     return allowed.get("*", False)
 
 
+def probe_endpoint_answer(probe: ProbeNow, environ: dict[str, Any]) -> Answer:
+    """``GET /probe?target=URL[&module=M][&debug=true]`` as the blackbox exporter answers it:
+    the probe's series, or with ``debug=true`` a few readable lines about it first."""
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+
+    def first(key: str) -> str | None:
+        values = query.get(key)
+        return values[0] if values else None
+
+    target, module = first("target"), first("module")
+    try:
+        result = probe(target, module, environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
+    except ProbeRequestError as exc:
+        return exc.status, [*_TEXT, ("Cache-Control", "no-store")], f"{exc.message}\n".encode()
+    body = render_probe(result)
+    if first("debug") == "true":
+        summary = event(
+            "probe",
+            target=redact_url(target or ""),
+            module=module or "http_2xx",
+            result=result.error_kind or "success",
+            status=result.status_code,
+            error=result.error,
+        )
+        text = f"Logs for the probe:\n{summary}\n\nMetrics that would have been returned:\n"
+        return "200 OK", [*_TEXT, ("Cache-Control", "no-store")], text.encode() + body
+    return "200 OK", [("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store")], body
+
+
 def create_app(
     metrics: Callable[[], bytes | Scrape],
     health: Callable[[], tuple[bool, str]],
     ready: Callable[[], tuple[bool, str]],
     results: Callable[[], Answer],
     status_page: Callable[[], str],
+    probe: ProbeNow | None = None,
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The app. ``probe`` serves ``GET /probe`` (``--probe-endpoint``); without it, 404."""
+
     def probe_answer(check: Callable[[], tuple[bool, str]]) -> Answer:
         ok, reason = check()
         status = "200 OK" if ok else "503 Service Unavailable"
@@ -102,7 +152,7 @@ def create_app(
     def page_answer() -> Answer:
         return (
             "200 OK",
-            [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
+            [*_HTML, ("Cache-Control", "no-store")],
             status_page().encode(),
         )
 
@@ -119,9 +169,13 @@ def create_app(
         chunks: Iterable[bytes]
         if path == "/metrics" and method in ("GET", "HEAD"):
             status, headers, chunks, length = metrics_answer(environ)
+        elif path == "/probe" and probe is not None and method in ("GET", "HEAD"):
+            status, headers, body = probe_endpoint_answer(probe, environ)
+            chunks, length = [body], len(body)
         else:
             handler = routes.get(path)
-            if handler is None and path != "/metrics":
+            known = path == "/metrics" or (path == "/probe" and probe is not None)
+            if handler is None and not known:
                 status, headers, body = "404 Not Found", list(_TEXT), b"not found\n"
             elif method not in ("GET", "HEAD"):
                 status, headers = "405 Method Not Allowed", [*_TEXT, ("Allow", "GET, HEAD")]
@@ -130,7 +184,7 @@ def create_app(
                 assert handler is not None
                 status, headers, body = handler()
             chunks, length = [body], len(body)
-        start_response(status, [*headers, ("Content-Length", str(length))])
+        start_response(status, [*headers, ("Content-Length", str(length)), _NOSNIFF])
         return [b""] if method == "HEAD" else chunks
 
     return app

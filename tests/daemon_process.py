@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support import free_port, wait_until
@@ -19,7 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class DaemonProcess:
-    def __init__(self, *args: str, env: dict[str, str] | None = None, log: Path) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log: Path,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        """``wrapper`` comes before the interpreter (``unshare ... --``, say)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log
@@ -27,7 +35,7 @@ class DaemonProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("UPCHECK_")}
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "--listen", f"127.0.0.1:{self.port}", *args],
+            [*wrapper, sys.executable, "-m", "daemon", "--listen", f"127.0.0.1:{self.port}", *args],
             cwd=ROOT,
             env=full_env,
             stdout=self._log,
@@ -65,7 +73,7 @@ class DaemonProcess:
         """Every sample of /metrics as {'name{labels}': value}."""
         _, _, body = self.get("/metrics")
         samples = {}
-        for line in body.decode().splitlines():
+        for line in body.decode().split("\n"):  # the format's only line end (a label may hold NEL)
             if line and not line.startswith("#"):
                 key, _, value = line.rpartition(" ")
                 samples[key] = float(value)

@@ -7,6 +7,7 @@ subprocess, or call the probe directly, against real sockets.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import socket
 import ssl
 from collections.abc import Callable, Iterable
@@ -27,8 +28,13 @@ class TestServers:
         self.ca = ca
         self._servers: list[Any] = []
 
-    def _tls(self, hostnames: tuple[str, ...], ca: trustme.CA | None) -> ssl.SSLContext:
-        cert = (ca or self.ca).issue_cert(*hostnames)
+    def _tls(
+        self,
+        hostnames: tuple[str, ...],
+        ca: trustme.CA | None,
+        not_after: datetime.datetime | None = None,
+    ) -> ssl.SSLContext:
+        cert = (ca or self.ca).issue_cert(*hostnames, not_after=not_after)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
         return context
@@ -40,15 +46,19 @@ class TestServers:
         hostnames: tuple[str, ...] = ("localhost", "127.0.0.1"),
         ca: trustme.CA | None = None,
         host: str = "127.0.0.1",
+        port: int = 0,
+        not_after: datetime.datetime | None = None,
     ) -> int:
-        """Serve a WSGI app; returns the port. ``ca`` issues the certificate (default: trusted).
+        """Serve a WSGI app; returns the port. ``ca`` issues the certificate (default: trusted),
+        valid until ``not_after`` (default: trustme's).
 
-        ``host`` is the loopback address to listen on: ``127.0.0.1``, or ``::1`` for IPv6.
+        ``host`` is the loopback address to listen on: ``127.0.0.1``, or ``::1`` for IPv6;
+        ``port`` 0 picks a free one.
         """
         kwargs: dict[str, Any] = {"log": None, "error_log": None}
         if tls:
-            kwargs["ssl_context"] = self._tls(hostnames, ca)
-        server = WSGIServer((host, 0), app, **kwargs)
+            kwargs["ssl_context"] = self._tls(hostnames, ca, not_after)
+        server = WSGIServer((host, port), app, **kwargs)
         server.start()
         self._servers.append(server)
         return int(server.server_port)

@@ -9,7 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.model import ProbeResult, Target
+from daemon.outputs.document import Snapshot
 from daemon.outputs.exposition import Exposition
+from daemon.sources.parse import parse_targets
 from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 from daemon.web import accepts_gzip, create_app
@@ -99,6 +101,67 @@ def test_unknown_paths_are_404_and_other_methods_405(app):
 def test_head_answers_headers_without_a_body(app):
     status, headers, body = call(app, "/", method="HEAD")
     assert status == "200 OK" and body == b"" and headers["Content-Length"] == "15"
+
+
+def test_html_answers_carry_a_content_security_policy_and_nosniff(app):
+    _, headers, _ = call(app, "/")
+    directives = dict(
+        (d.split()[0], d.split()[1:]) for d in headers["Content-Security-Policy"].split(";")
+    )
+    assert directives["default-src"] == ["'none'"]  # no script-src: scripts fall back to none
+    assert "script-src" not in directives and directives["style-src"] == ["'unsafe-inline'"]
+    assert directives["frame-ancestors"] == ["'none'"] and directives["base-uri"] == ["'none'"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    for path in ("/metrics", "/ready", "/health", "/results", "/nope"):
+        _, headers, _ = call(app, path)
+        assert "Content-Security-Policy" not in headers, path
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+
+
+HOSTILE_CSV = (
+    "url,name\n"
+    '"https://x.example/?q=<script>alert(1)</script>",<b>bold</b>\n'
+    'https://y.example/"><svg/onload=alert(2)>,"<script>alert(3)</script>"\n'
+)
+
+
+def test_names_urls_and_errors_from_the_csv_are_escaped_on_the_page(store):
+    parsed = parse_targets(HOSTILE_CSV.encode())
+    assert parsed.errors == () and len(parsed.targets) == 2
+    for target in parsed.targets:
+        store.add(target)
+    failed = result(up=False, status=500)
+    hostile_error = ProbeResult(**{**_fields(failed), "error": "<img src=x onerror=alert(4)>"})
+    store.record(parsed.targets[1], hostile_error)
+    page_app = create_app(
+        metrics=lambda: b"",
+        health=lambda: (True, "ok"),
+        ready=lambda: (True, "ok"),
+        results=lambda: ("404 Not Found", [], b""),
+        status_page=lambda: Snapshot(store, "<i>app</i>", True).status_html,
+    )
+    status, _, body = call(page_app, "/")
+    page = body.decode()
+    assert status == "200 OK"
+    for raw in ("<script>alert", "<b>bold", "<svg/onload", "<img", "<i>app"):  # the page has <svg>s
+        assert raw not in page, raw
+    for escaped in (
+        "&lt;b&gt;bold&lt;/b&gt;",
+        "&lt;script&gt;alert(3)&lt;/script&gt;",
+        "?q=&lt;script&gt;alert(1)&lt;/script&gt;",
+        "https://y.example/&quot;&gt;&lt;svg/onload=alert(2)&gt;",
+        "&lt;img src=x onerror=alert(4)&gt;",
+        "&lt;i&gt;app&lt;/i&gt;",
+    ):
+        assert escaped in page, escaped
+
+
+def test_the_page_carries_its_policy_itself_for_copies_served_without_our_headers(store):
+    page = Snapshot(store, "shop", True).status_html
+    head = page.split("</head>")[0]
+    meta = head.index('<meta http-equiv="Content-Security-Policy"')
+    assert meta < head.index("<style>")  # a policy applies only to what follows it
+    assert "content=\"default-src 'none'; style-src 'unsafe-inline';" in head
 
 
 # -- exposition -----------------------------------------------------------------------------

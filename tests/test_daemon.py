@@ -14,7 +14,7 @@ from tests import servers as srv
 from tests.daemon_process import ROOT, DaemonProcess
 from tests.support import wait_until
 
-FAST = ("--interval", "0.5", "--reload-interval", "0.2", "--publish-interval", "0.5")
+FAST = ("--interval", "1", "--reload-interval", "0.2", "--publish-interval", "0.5")
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_a_reload_applies_changes_and_keeps_unchanged_history(tmp_path, sites, s
 def test_sighup_checks_the_targets_source_at_once_and_keeps_the_daemon_running(tmp_path, sites):
     csv = tmp_path / "urls.csv"
     write_csv(csv, [(sites["ok"], "ok")])
-    slow_reload = ("--interval", "0.5", "--reload-interval", "3600", "--publish-interval", "0.5")
+    slow_reload = ("--interval", "1", "--reload-interval", "3600", "--publish-interval", "0.5")
     with DaemonProcess("--targets", str(csv), "--results", "-", *slow_reload,
                        log=tmp_path / "log") as daemon:  # fmt: skip
         wait_until(lambda: success(daemon, "ok", sites["ok"]) == 1, what="first probe")
@@ -163,7 +163,7 @@ def test_sigterm_writes_the_results_file_one_last_time_and_exits_0(tmp_path, sit
     write_csv(csv, [(sites["ok"], "ok")])
     results = tmp_path / "results.json"
     daemon = DaemonProcess(
-        "--targets", str(csv), "--results", str(results), "--interval", "0.5",
+        "--targets", str(csv), "--results", str(results), "--interval", "1",
         "--publish-interval", "3600", log=tmp_path / "log",
     )  # fmt: skip
     try:

@@ -42,6 +42,7 @@ WIRED = {
     "SharedResults",
     "StaticMembership",
     "EcsMembership",
+    "OnDemandProber",
 }
 
 

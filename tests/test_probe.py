@@ -266,6 +266,106 @@ def test_head_sends_head_and_reports_the_declared_length(servers, prober):
     assert result.content_length == 1234
 
 
+def answers_head(head: bytes):
+    """A raw server: reads the request and sends this status line and headers, no body."""
+
+    def handler(sock: socket.socket) -> None:
+        srv.read_request(sock)
+        sock.sendall(head + b"\r\nConnection: close\r\n\r\n")
+        sock.close()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [b"\xb2", b"12\xb3", b"+12", b"1_2"],  # header bytes are read as Latin-1: \xb2 is "²"
+    ids=["superscript-two", "superscript-three", "plus", "underscore"],
+)
+def test_a_head_answer_with_a_content_length_that_is_not_a_number_has_no_length(
+    servers, prober, declared
+):
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + declared
+    port = servers.raw(answers_head(head))
+    result = probe(prober, f"http://127.0.0.1:{port}/", method="HEAD")
+    assert result.up, result.error
+    assert result.content_length == -1
+
+
+@pytest.mark.parametrize("code", [b"2_00", b"+200", b"0200", b"\xb2\xb2\xb2"])
+def test_a_status_code_that_is_not_three_ascii_digits_fails_as_protocol(servers, prober, code):
+    port = servers.raw(answers_head(b"HTTP/1.1 " + code + b" OK\r\nContent-Length: 0"))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "protocol", "not an HTTP response")
+
+
+@pytest.mark.parametrize("line", [b"   ", b"HTTP/1.1", b"HTTP/1.1 200"])
+def test_a_short_status_line_is_read_as_http_client_reads_it(servers, prober, line):
+    port = servers.raw(answers_head(line + b"\r\nContent-Length: 0"))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    if line == b"HTTP/1.1 200":  # no reason phrase: still a 200
+        assert result.up and result.status_code == 200, result.error
+    else:
+        assert_failed(result, "protocol", "not an HTTP response")
+
+
+def answers_after(*interim: bytes, pause: float = 0.0, tls: ssl.SSLContext | None = None):
+    """A raw server: reads the request, sends these interim (1xx) answers, waits ``pause``
+    seconds, then a 200 with a five-byte body."""
+
+    def handler(sock: socket.socket) -> None:
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_side=True)
+        srv.read_request(sock)
+        for line in interim:
+            sock.sendall(line + b"\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n")
+        resume = time.perf_counter() + pause
+        while time.perf_counter() < resume:  # the loop's cached clock may run a little behind
+            gevent.sleep(resume - time.perf_counter())
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        sock.close()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        [b"HTTP/1.1 103 Early Hints"],
+        [b"HTTP/1.1 102 Processing"],
+        [b"HTTP/1.1 102 Processing", b"HTTP/1.1 100 Continue", b"HTTP/1.1 103 Early Hints"],
+    ],
+    ids=["103", "102", "102-100-103"],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_interim_answers_before_the_page_are_read_past_to_the_final_one(
+    servers, prober, interim, method
+):
+    port = servers.raw(answers_after(*interim))
+    result = probe(prober, f"http://127.0.0.1:{port}/", method=method)
+    assert result.up, result.error
+    assert result.status_code == 200 and result.content_length == 5
+
+
+def test_processing_ends_at_the_first_interim_answer_over_https(servers, prober, ca):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("shop.test").configure_cert(context)
+    port = servers.raw(answers_after(b"HTTP/1.1 103 Early Hints", pause=0.3, tls=context))
+    result = probe(prober, f"https://shop.test:{port}/")
+    assert result.up, result.error
+    processing, transfer = result.phases[3:]
+    # The 103 is the answer's first byte: the 0.3 s until the page is transfer, as it is when
+    # the kernel times plain http.
+    assert processing + transfer >= 0.3
+    assert transfer > processing
+
+
+def test_endless_interim_answers_fail_as_protocol_after_ten(servers, prober):
+    port = servers.raw(answers_after(*[b"HTTP/1.1 103 Early Hints"] * 50))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "protocol", "more than 10 interim (1xx) responses")
+
+
 def test_userinfo_is_sent_as_basic_auth_and_only_to_the_same_origin(servers, prober):
     seen: dict[str, str | None] = {}
 

@@ -84,6 +84,49 @@ def test_every_problem_is_reported_at_once(csv):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (["--interval", "0.000000001"], {}, "--interval must be at least 1 s, got '0.000000001'"),
+        (["--interval", "0.5"], {}, "--interval must be at least 1 s, got '0.5'"),
+        ([], {"UPCHECK_INTERVAL": "86401"}, "--interval must be at most 86400 s, got '86401'"),
+        (["--timeout", "0.01"], {}, "--timeout must be at least 0.1 s, got '0.01'"),
+        (["--timeout", "301"], {}, "--timeout must be at most 300 s, got '301'"),
+        (
+            ["--interval", "5", "--timeout", "30"],
+            {},
+            "--timeout 30 is longer than --interval 5: a probe would still run when the next"
+            " is due",
+        ),
+        (
+            ["--interval", "5"],
+            {"UPCHECK_TIMEOUT": "6"},
+            "--timeout 6 is longer than --interval 5: a probe would still run when the next is due",
+        ),
+    ],
+)
+def test_an_absurd_interval_or_timeout_is_refused(csv, argv, environ, message):
+    """`--interval 0.000000001` probed one URL about a thousand times a second."""
+    with pytest.raises(ConfigError) as caught:
+        load(["--targets", csv, *argv], environ=environ)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("argv", "interval", "timeout"),
+    [
+        (["--interval", "1", "--timeout", "0.1"], 1, 0.1),
+        (["--interval", "86400", "--timeout", "300"], 86400, 300),
+        (["--interval", "5", "--timeout", "5"], 5, 5),
+        # Only the interval set: the default timeout stays; the probe never overlaps itself.
+        (["--interval", "5"], 5, 10),
+    ],
+)
+def test_intervals_and_timeouts_at_their_bounds_are_accepted(csv, argv, interval, timeout):
+    s = load(["--targets", csv, *argv], environ={})
+    assert (s.interval, s.timeout) == (interval, timeout)
+
+
 def test_a_ca_bundle_that_is_not_pem_is_refused_at_start(csv, tmp_path):
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
@@ -106,6 +149,7 @@ def test_a_ca_bundle_that_is_not_pem_is_refused_at_start(csv, tmp_path):
         (["--targets", "s3://bucket-only"], "--targets must be s3://bucket/key"),
         (["--targets", "{csv}", "--listen", "8080"], "--listen must be host:port"),
         (["--targets", "{csv}", "--concurrency", "1.5"], "--concurrency must be a whole number"),
+        (["--targets", "{csv}", "--interval", "0.000000001"], "--interval must be at least 1 s"),
         (["--targets", "{csv}", "--ca-file", "{csv}"], "holds no usable PEM certificates"),
     ],
 )

@@ -163,3 +163,76 @@ class Exposition:
             parts.append(header)
             parts.extend(map(itemgetter(index), per_target))
         return Scrape(parts)
+
+
+def _gauge(name: str, help_text: str, samples: str) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n{samples}"
+
+
+def render_probe(result: ProbeResult) -> bytes:
+    """One probe as ``GET /probe`` answers it: the blackbox exporter's series, names and help
+    texts, without labels (Prometheus adds ``instance`` and ``job`` from its job config)."""
+    resolve, connect, tls, processing, transfer = result.phases
+    phases = "".join(
+        f'probe_http_duration_seconds{{phase="{phase}"}} {_num(seconds)}\n'
+        for phase, seconds in (
+            ("connect", connect),
+            ("processing", processing),
+            ("resolve", resolve),
+            ("tls", tls),
+            ("transfer", transfer),
+        )
+    )
+    parts = [
+        _gauge(
+            "probe_dns_lookup_time_seconds",
+            "Returns the time taken for probe dns lookup in seconds",
+            f"probe_dns_lookup_time_seconds {_num(resolve)}\n",
+        ),
+        _gauge(
+            "probe_duration_seconds",
+            "Returns how long the probe took to complete in seconds",
+            f"probe_duration_seconds {_num(result.duration)}\n",
+        ),
+        _gauge(
+            "probe_http_content_length",
+            "Length of http content response",
+            f"probe_http_content_length {result.content_length}\n",
+        ),
+        _gauge(
+            "probe_http_duration_seconds",
+            "Duration of http request by phase, summed over all redirects",
+            phases,
+        ),
+        _gauge(
+            "probe_http_redirects",
+            "The number of redirects",
+            f"probe_http_redirects {result.redirects}\n",
+        ),
+        _gauge(
+            "probe_http_ssl",
+            "Indicates if SSL was used for the final redirect",
+            f"probe_http_ssl {1 if result.ssl else 0}\n",
+        ),
+        _gauge(
+            "probe_http_status_code",
+            "Response HTTP status code",
+            f"probe_http_status_code {result.status_code or 0}\n",
+        ),
+    ]
+    if result.cert_expiry is not None:
+        parts.append(
+            _gauge(
+                "probe_ssl_earliest_cert_expiry",
+                "Returns last SSL chain expiry in unixtime",
+                f"probe_ssl_earliest_cert_expiry {_num(result.cert_expiry)}\n",
+            )
+        )
+    parts.append(
+        _gauge(
+            "probe_success",
+            "Displays whether or not the probe was a success",
+            f"probe_success {1 if result.up else 0}\n",
+        )
+    )
+    return "".join(parts).encode()

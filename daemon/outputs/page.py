@@ -32,6 +32,13 @@ from typing import Any
 
 from daemon.store import bucket_series
 
+# What the page may load: nothing but its own inline style (no script, no frame, no form, no
+# base). A <meta> carries it too, for copies served without our headers (the S3 object).
+POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none';"
+    " form-action 'none'"
+)
+
 FULL_PAGE = 1000  # a list this long or shorter: every URL in full
 FULL_ROWS = 300  # a longer one: this many in full, failing ones first; the rest compact
 CHUNK = 500  # compact lines per list, each laid out only when scrolled into view
@@ -476,6 +483,7 @@ def _page(
     return "".join(
         (
             '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n',
+            f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">\n',
             f'<meta http-equiv="refresh" content="{refresh}">\n',
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
             f"<title>{app}: {down} down, {up} up</title>\n<style>{_STYLE}</style></head>\n",

@@ -11,7 +11,7 @@ import http.client
 import ssl
 
 from daemon.model import ErrorKind
-from daemon.redact import redact_text
+from daemon.redact import Shown, redact_text
 
 
 class ProbeFailure(Exception):
@@ -23,7 +23,7 @@ class ProbeFailure(Exception):
         self.message = message
 
 
-def readable(message: str) -> str:
+def readable(message: str) -> Shown:
     """One line, credentials masked: how every error leaves the probe."""
     lines = message.strip().splitlines()
     return redact_text(lines[0].strip() if lines else "")

@@ -10,6 +10,7 @@ or handshake.
 from __future__ import annotations
 
 import functools
+import http.client
 import ipaddress
 import os
 import socket
@@ -19,10 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent.resolver.ares
 from urllib3.connection import HTTPConnection
 
-from daemon.probe import kernel_clock
+from daemon.probe import certificate, kernel_clock
 from daemon.probe.classify import (
+    ProbeFailure,
     blocked_failure,
     connect_failure,
     dns_failure,
@@ -33,6 +36,9 @@ from daemon.probe.classify import (
 Address = tuple[int, tuple[Any, ...]]
 Resolver = Callable[[str, int], Sequence[Address]]
 
+MAX_INTERIM_RESPONSES = 10
+_MAX_LINE = 65536  # http.client's limit on a status or header line
+
 BLOCKED_NETS = (
     ipaddress.ip_network("169.254.0.0/16"),  # link-local, incl. the EC2/ECS metadata services
     ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
@@ -42,9 +48,116 @@ BLOCKED_NETS = (
 
 def system_resolver(host: str, port: int) -> list[Address]:
     """Resolve with the (gevent-patched) system resolver; IPv4 first, then IPv6."""
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    infos.sort(key=lambda info: info[0] != socket.AF_INET)
-    return [(info[0], info[4]) for info in infos]
+    return ipv4_first(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+
+
+def ipv4_first(infos: Sequence[tuple[Any, ...]]) -> list[Address]:
+    """getaddrinfo's answers as (family, sockaddr) pairs, IPv4 first, then IPv6."""
+    ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)
+    return [(info[0], info[4]) for info in ordered]
+
+
+_LEGACY_IPV4_CHARS = frozenset("0123456789abcdefABCDEFxX.")
+
+
+def legacy_ipv4(host: str) -> str | None:
+    """The dotted address of an IPv4 address written the old ways getaddrinfo (inet_aton)
+    and browsers take and c-ares does not: ``127.1``, ``2130706433``, ``0x7f.1``, octal
+    ``0177.0.0.1`` (which c-ares reads as 177.0.0.1). None for anything else."""
+    if not host or not _LEGACY_IPV4_CHARS.issuperset(host):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+class AresResolver:
+    """Names resolved by c-ares on gevent's event loop (gevent's bundled
+    ``gevent.resolver.ares``), the resolver a :class:`~daemon.probe.prober.Prober` is given.
+
+    gevent's default resolver runs the system's getaddrinfo in one of 10 threads, and a thread
+    blocked in getaddrinfo cannot be called off: when a probe's deadline strikes, its lookup
+    holds the thread for as long as the system's own timeouts (10 to 20 s for a domain whose
+    name servers never answer), and every lookup queued behind it times out too, whatever its
+    domain. c-ares sends the queries itself from the event loop, so a lookup costs no thread:
+    it ends with its probe's deadline (the late answer is dropped) and waits for no other.
+    IPv4 addresses in the old forms (:func:`legacy_ipv4`) are read as getaddrinfo reads
+    them, so that ``http://2852039166/`` is still 169.254.169.254, and blocked.
+
+    Like getaddrinfo, it follows ``/etc/resolv.conf`` (name servers, ``search``, ``ndots``,
+    ``timeout``, ``attempts``), ``/etc/hosts`` and the order of the two in
+    ``/etc/nsswitch.conf``, and sees a change to any of them: c-ares re-reads the hosts file
+    when it changes, and a resolv.conf that changed gets a new channel here (the lookups on
+    the old one finish there). Unlike getaddrinfo without a local caching daemon, c-ares keeps
+    each answer for its TTL (at most an hour; gevent offers no way to turn that off), so a
+    name is asked of the name server about once a TTL, not at every probe: a resolver with a
+    rate limit, such as an AWS VPC's, is spared at thousands of targets. The first lookup
+    builds the channel, on the event loop of its thread.
+    """
+
+    def __init__(self, resolv_conf: str = "/etc/resolv.conf") -> None:
+        self._resolv_conf = resolv_conf
+        self._channel: _Channel | None = None
+
+    def __call__(self, host: str, port: int) -> list[Address]:
+        numeric = legacy_ipv4(host)
+        if numeric is not None:
+            return [(socket.AF_INET, (numeric, port))]
+        try:
+            infos = self._current().lookup(host, port)
+        except socket.gaierror as exc:
+            # c-ares's own errors read "ARES_ETIMEOUT: Timeout while contacting DNS servers".
+            reason = str(exc.strerror or "")
+            if reason.startswith("ARES_") and ": " in reason:
+                raise socket.gaierror(exc.errno, reason.split(": ", 1)[1]) from None
+            raise
+        return ipv4_first(infos)
+
+    def _current(self) -> _Channel:
+        try:
+            info = os.stat(self._resolv_conf)
+            stamp: tuple[int, ...] = (info.st_ino, info.st_size, info.st_mtime_ns)
+        except OSError:
+            stamp = ()
+        channel = self._channel
+        if channel is None or channel.stamp != stamp:
+            if channel is not None:
+                channel.retire()
+            channel = self._channel = _Channel(gevent.resolver.ares.Resolver(), stamp)
+        return channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.retire()
+            self._channel = None
+
+
+class _Channel:
+    """One c-ares resolver, built from what resolv.conf said then, and its lookups in flight:
+    retired when resolv.conf changes, it is closed once the last of them is done."""
+
+    __slots__ = ("ares", "lookups", "retired", "stamp")
+
+    def __init__(self, ares: Any, stamp: tuple[int, ...]) -> None:
+        self.ares = ares
+        self.stamp = stamp
+        self.lookups = 0
+        self.retired = False
+
+    def lookup(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        self.lookups += 1
+        try:
+            return list(self.ares.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        finally:
+            self.lookups -= 1
+            if self.retired and not self.lookups:
+                self.ares.close()
+
+    def retire(self) -> None:
+        self.retired = True
+        if not self.lookups:
+            self.ares.close()
 
 
 def ip_version(host: str) -> int | None:
@@ -102,6 +215,7 @@ class Trace:
     connect: float = 0.0
     tls: float = 0.0
     connected_at: float = 0.0  # perf_counter when the connection became ready for the request
+    answered_at: float = 0.0  # perf_counter when the hop's first status line was read
     cert_expiries: list[float] = field(default_factory=list)
     conn: HTTPConnection | None = None  # the hop's connection, closed when the probe ends
     stamps: kernel_clock.Stamps | None = None  # the hop's kernel times (plain http only)
@@ -116,6 +230,58 @@ class Trace:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class FinalResponse(http.client.HTTPResponse):
+    """http.client's response, read past every interim (1xx) answer to the final one, with
+    a status code of exactly three ASCII digits.
+
+    http.client skips ``100 Continue`` only, so a ``103 Early Hints`` (which CDNs send ahead
+    of the page) or a ``102 Processing`` was taken for the answer. Here every 1xx but ``101
+    Switching Protocols`` (which is final) is skipped with its headers, at most
+    :data:`MAX_INTERIM_RESPONSES` of them; the probe's deadline bounds their time. The first
+    status line is the answer's first byte: when it was read goes into the trace, as the end
+    of ``processing``. And where http.client reads the code with ``int()``, which takes
+    ``2_00``, ``+200`` and ``0200`` for 200, the code must be the three digits HTTP says it
+    is. (Replaces http.client's ``_read_status``, which ``begin`` calls once when it gets no
+    100.)
+    """
+
+    def __init__(self, sock: Any, trace: Trace, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self._trace = trace
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = self._status_line()
+        self._trace.answered_at = time.perf_counter()
+        skipped = 0
+        while 100 <= status < 200 and status != 101:
+            skipped += 1
+            if skipped > MAX_INTERIM_RESPONSES:
+                raise ProbeFailure(
+                    "protocol", f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+                )
+            http.client.parse_headers(self.fp)
+            version, status, reason = self._status_line()
+        return version, status, reason
+
+    def _status_line(self) -> tuple[str, int, str]:
+        """One status line, as http.client reads it (its errors too), but strict on the code."""
+        raw = self.fp.readline(_MAX_LINE + 1)
+        if len(raw) > _MAX_LINE:
+            raise http.client.LineTooLong("status line")
+        if not raw:
+            raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        line = str(raw, "iso-8859-1")
+        version, code, reason = ([*line.split(None, 2), "", "", ""])[:3]
+        if (
+            not version.startswith("HTTP/")
+            or len(code) != 3
+            or not (code.isascii() and code.isdigit())
+            or code[0] == "0"
+        ):
+            raise http.client.BadStatusLine(line)
+        return version, int(code), reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +312,10 @@ class TracedConnection(HTTPConnection):
         self._endpoint = endpoint
         self._trace = trace
         self._ssl_context = ssl_context
+
+    def response_class(self, sock: Any, *args: Any, **kwargs: Any) -> FinalResponse:  # type: ignore[override]
+        """What http.client builds the response with: one that knows the trace."""
+        return FinalResponse(sock, self._trace, *args, **kwargs)
 
     def connect(self) -> None:
         sock = self._trace.sock = self._new_conn()
@@ -232,10 +402,9 @@ class TracedConnection(HTTPConnection):
         now = time.perf_counter()
         trace.tls += now - trace.connected_at
         trace.connected_at = now
-        cert = tls.getpeercert()
-        not_after = cert.get("notAfter") if cert else None
-        if isinstance(not_after, str):
-            trace.cert_expiries.append(float(ssl.cert_time_to_seconds(not_after)))
+        expires = certificate.expiry(tls)  # verified or not (tls_verify=false)
+        if expires is not None:
+            trace.cert_expiries.append(expires)
         return tls
 
 

@@ -8,8 +8,8 @@ a fast server.
 
 from __future__ import annotations
 
+import socket
 import ssl
-import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -20,8 +20,10 @@ from urllib3.response import BaseHTTPResponse
 
 from daemon import __version__
 from daemon.model import ErrorKind, Target
+from daemon.probe.checks import BodyScan
 from daemon.probe.classify import ProbeFailure, readable
 from daemon.probe.connection import Addresses, Endpoint, Trace, TracedConnection
+from daemon.redact import Shown
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -48,6 +50,7 @@ class Hop:
     endpoint: Endpoint
     path: str  # the request target: path and query
     headers: dict[str, str]
+    body: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -60,10 +63,10 @@ class Outcome:
     content_length: int = -1
     redirects: int = 0
     ssl: bool = False
-    body_found: bool = True
+    scan: BodyScan | None = None  # the body checks, for a target that has any
     complete: bool = False  # a response was read and evaluated
     error_kind: ErrorKind | None = None
-    error: str | None = None
+    error: Shown | None = None
 
     def fail(self, kind: ErrorKind, message: str) -> None:
         self.error_kind = kind
@@ -87,16 +90,25 @@ def credentials(url: str) -> tuple[str, str] | None:
     return auth if any(auth) else None
 
 
-def prepare(method: str, url: str, auth: tuple[str, str] | None, addresses: Addresses) -> Hop:
+def prepare(
+    method: str,
+    url: str,
+    auth: tuple[str, str] | None,
+    addresses: Addresses,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+    body: bytes | None = None,
+) -> Hop:
     """Let requests do what it does well (URL parsing, IDNA, basic auth), and no more.
 
-    Only the steps a probe needs: no cookie jar, no hooks, no environment proxies.
+    Only the steps a probe needs: no cookie jar, no hooks, no environment proxies. The row's
+    own headers (checked when the list was loaded) replace ours of the same name, and win over
+    credentials in the URL.
     """
     request = requests.PreparedRequest()
     request.prepare_method(method)
     request.prepare_url(url, None)
     headers: dict[str, str]
-    if auth is None and "@" not in url:
+    if auth is None and "@" not in url and not extra_headers:
         # Nothing for prepare_auth to do (it would only look for credentials in the URL):
         # every such hop shares one copy of our constant headers, which nothing mutates.
         headers = _SHARED_HEADERS
@@ -104,6 +116,8 @@ def prepare(method: str, url: str, auth: tuple[str, str] | None, addresses: Addr
         # Our own constant headers need none of prepare_headers' validation.
         request.headers = CaseInsensitiveDict(_HEADERS)
         request.prepare_auth(auth, url)
+        for name, value in extra_headers:
+            request.headers[name] = value
         headers = dict(request.headers)
     prepared = request.url or url
     parts = urlsplit(prepared)
@@ -116,6 +130,7 @@ def prepare(method: str, url: str, auth: tuple[str, str] | None, addresses: Addr
         endpoint=Endpoint(host, port, https, addresses.literal(host, port)),
         path=request.path_url,
         headers=headers,
+        body=body,
     )
 
 
@@ -127,32 +142,35 @@ def send(
     ssl_context: ssl.SSLContext | None,
     socket_timeout: float | None,
 ) -> tuple[BaseHTTPResponse, float]:
-    """Connect, send the request and read the response's head; the head's arrival time
-    (perf_counter) comes back with it, and the processing phase is added to ``outcome``."""
+    """Connect, send the request and read the final response's head; when the answer's
+    first line was read (perf_counter, an interim 1xx's if any) comes back with it, and the
+    processing phase is added to ``outcome``."""
     conn = trace.conn = TracedConnection(hop.endpoint, socket_timeout, trace, ssl_context)
     conn.connect()
-    conn.request(method, hop.path, headers=hop.headers, preload_content=False)
+    if hop.body is not None:
+        # The body follows the headers in a second write; Nagle would hold it until the
+        # headers are acknowledged, which a server's delayed ACK can put off for 40 ms.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.request(method, hop.path, body=hop.body, headers=hop.headers, preload_content=False)
     response = conn.getresponse()
-    headers_at = time.perf_counter()
-    bound = headers_at - trace.connected_at
+    bound = trace.answered_at - trace.connected_at
     kernel = trace.stamps.processing(bound) if trace.stamps is not None else None
     outcome.processing += bound if kernel is None else kernel
     outcome.status_code = response.status
-    return response, headers_at
+    return response, trace.answered_at
 
 
 def read_body(target: Target, method: str, response: BaseHTTPResponse, outcome: Outcome) -> None:
-    """Read the body (at most :data:`MAX_BODY_BYTES`), looking for ``body_contains`` as it
-    streams past, then close the response."""
+    """Read the body (at most :data:`MAX_BODY_BYTES`), feeding it to the target's body checks
+    (if it has any) as it streams past, then close the response."""
     if method == "HEAD":
         declared = response.headers.get("Content-Length", "")
-        outcome.content_length = int(declared) if declared.isdigit() else -1
+        # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+        number = declared.isascii() and declared.isdigit()
+        outcome.content_length = int(declared) if number else -1
         response.close()
         return
-    needle = target.body_contains.encode() if target.body_contains else None
-    found = needle is None
-    keep = len(needle) - 1 if needle else 0
-    tail = b""
+    scan = BodyScan(target, response.headers.get("Content-Type")) if target.reads_body else None
     size = 0
     # Without a Content-Encoding there is nothing to decode: urllib3 then hands each read
     # straight through instead of via its decoded-data buffer, and once a declared length
@@ -166,16 +184,14 @@ def read_body(target: Target, method: str, response: BaseHTTPResponse, outcome: 
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise ProbeFailure("too_large", f"body larger than {MAX_BODY_BYTES // 2**20} MiB")
-            if not found:
-                window = tail + chunk
-                found = needle in window  # type: ignore[operator]
-                tail = window[-keep:] if keep else b""
+            if scan is not None:
+                scan.feed(chunk)
             if not decode and getattr(response, "length_remaining", None) == 0:
                 break
     finally:
         response.close()
     outcome.content_length = size
-    outcome.body_found = found
+    outcome.scan = scan
 
 
 def evaluate(target: Target, status: int, outcome: Outcome) -> None:
@@ -185,5 +201,7 @@ def evaluate(target: Target, status: int, outcome: Outcome) -> None:
             str(low) if low == high else f"{low}-{high}" for low, high in target.expected_status
         )
         outcome.fail("http_status", f"status {status}, expected {expected}")
-    elif not outcome.body_found:
-        outcome.fail("body_mismatch", f"body does not contain {target.body_contains!r}")
+    elif outcome.scan is not None:
+        problem = outcome.scan.problem()
+        if problem is not None:
+            outcome.fail("body_mismatch", problem)

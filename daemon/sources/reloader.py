@@ -67,8 +67,6 @@ class Reloader:
             log.warning(
                 event("targets_row_skipped", source=self._source.description, problem=problem)
             )
-        if not parsed.targets:
-            log.warning(event("targets_empty", source=self._source.description))
         added, removed, changed = self._apply(parsed.targets)
         self._checksum = fetched.checksum
         self._telemetry.targets_loaded(len(parsed.targets), len(parsed.errors))

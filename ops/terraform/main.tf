@@ -17,6 +17,15 @@ locals {
   results_bucket = "${var.name}-results-${local.account_id}-${var.aws_region}"
   logs_bucket    = "${var.name}-logs-${local.account_id}-${var.aws_region}"
 
+  # UPCHECK_RESULTS is s3://<results bucket>/<results_key>; with sharding each task writes its
+  # part under <results_key>.parts/ (SPEC.md "Sharding"), which IAM and storage scope to.
+  results_key          = "${var.results_prefix}/results.json"
+  results_parts_prefix = "${local.results_key}.parts/"
+
+  # modules/service names the cluster, the service and the task family after the stack; IAM
+  # scopes ecs:ListTasks to this cluster without waiting for the service module.
+  cluster_name = var.name
+
   log_group_name = "/ecs/${var.name}"
   https_enabled  = var.domain_name != ""
 
@@ -71,7 +80,10 @@ module "iam" {
   targets_bucket       = local.targets_bucket
   targets_key          = var.targets_key
   results_bucket       = local.results_bucket
-  results_prefix       = var.results_prefix
+  results_key          = local.results_key
+  results_parts_prefix = local.results_parts_prefix
+  shard                = var.shard
+  cluster_name         = local.cluster_name
   kms_key_arn          = module.encryption.key_arn
   cloudwatch_namespace = var.cloudwatch_namespace
   enable_amp           = var.enable_amp
@@ -85,6 +97,7 @@ module "storage" {
   partition                 = local.partition
   targets_bucket            = local.targets_bucket
   results_bucket            = local.results_bucket
+  results_parts_prefix      = var.shard == "ecs" ? local.results_parts_prefix : ""
   logs_bucket               = local.logs_bucket
   kms_key_arn               = module.encryption.key_arn
   task_role_arn             = module.iam.task_role_arn
@@ -128,13 +141,14 @@ module "service" {
   task_cpu             = var.task_cpu
   task_memory          = var.task_memory
   desired_count        = var.desired_count
+  shard                = var.shard
   execution_role_arn   = module.iam.execution_role_arn
   task_role_arn        = module.iam.task_role_arn
   log_group_name       = local.log_group_name
   log_retention_days   = var.log_retention_days
   kms_key_arn          = module.encryption.key_arn
   targets_uri          = "s3://${local.targets_bucket}/${var.targets_key}"
-  results_uri          = "s3://${local.results_bucket}/${var.results_prefix}/results.json"
+  results_uri          = "s3://${local.results_bucket}/${local.results_key}"
   probe_interval       = var.probe_interval
   probe_timeout        = var.probe_timeout
   probe_concurrency    = var.probe_concurrency

@@ -19,8 +19,8 @@ output "targets_s3_uri" {
 }
 
 output "results_s3_uri" {
-  description = "Where the daemon writes results.json (status.html beside it)."
-  value       = "s3://${module.storage.results_bucket}/${var.results_prefix}/results.json"
+  description = "Where the daemon writes results.json (results.html, the status page, beside it)."
+  value       = "s3://${module.storage.results_bucket}/${local.results_key}"
 }
 
 output "logs_bucket" {

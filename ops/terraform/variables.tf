@@ -202,13 +202,29 @@ variable "task_memory" {
 }
 
 variable "desired_count" {
-  description = "Number of running tasks: 1 in service, 0 to pause. Each task probes every URL, so more than one would double probes and metrics."
+  description = "Number of running tasks, 0 to pause. With shard = \"ecs\" (the default) the running tasks share the targets list, each probing about 1/desired_count of it, so adding tasks adds capacity and no task is a single point of failure."
   type        = number
   default     = 1
 
   validation {
-    condition     = contains([0, 1], var.desired_count)
-    error_message = "desired_count must be 0 or 1 (the daemon is not sharded; two tasks would probe every URL twice)."
+    condition     = var.desired_count >= 0 && floor(var.desired_count) == var.desired_count
+    error_message = "desired_count must be a whole number: 0 (paused) or the number of tasks to run."
+  }
+}
+
+variable "shard" {
+  description = "UPCHECK_SHARD: how the tasks share the targets list. \"ecs\": the running tasks of the service split it between them (each task finds its peers with ecs:ListTasks every 30 s), during deployments too. \"off\": every task probes every URL, which is only sound with desired_count 0 or 1 and still probes twice while a deployment overlaps old and new tasks."
+  type        = string
+  default     = "ecs"
+
+  validation {
+    condition     = contains(["ecs", "off"], var.shard)
+    error_message = "shard must be \"ecs\" or \"off\" (a static INDEX/COUNT cannot be told apart per task: every task of a service runs the same task definition)."
+  }
+
+  validation {
+    condition     = var.shard == "ecs" || var.desired_count <= 1
+    error_message = "With shard = \"off\" every task probes every URL: more than one task would probe each URL several times and count it several times in CloudWatch. Keep shard = \"ecs\" to run several tasks."
   }
 }
 
@@ -238,7 +254,7 @@ variable "targets_key" {
 }
 
 variable "results_prefix" {
-  description = "Prefix in the results bucket under which the daemon writes results.json and status.html."
+  description = "Prefix in the results bucket under which the daemon writes results.json and results.html (and, sharded, results.json.parts/)."
   type        = string
   default     = "results"
 

@@ -9,6 +9,7 @@ which is what keeps the whole ops suite at a few seconds.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import signal
@@ -34,6 +35,13 @@ ALERTS = REPO / "ops" / "prometheus" / "alerts.yml"
 # The certificate of the https target expires this many days after the test starts, inside the
 # 14-day window of the UpcheckCertificateExpiringSoon alert.
 CERT_DAYS_LEFT = 10
+# SPEC.md "Sharding": every member exports these beside its own URLs, and the dashboard and the
+# alert rules use them. A daemon from before sharding (no --shard flag) has neither.
+SHARD_METRICS = (
+    "upcheck_shard_members",
+    "upcheck_shard_owned_targets",
+    "upcheck_shard_membership_refresh_failures_total",
+)
 
 
 def venv_tool(name: str) -> str:
@@ -152,6 +160,25 @@ class Daemon:
         return body.decode()
 
 
+@functools.cache
+def daemon_shards() -> bool:
+    """Whether the daemon knows `--shard` (SPEC.md "Configuration"), as its --help says.
+
+    Until it does, the ops checks accept that the SHARD_METRICS are missing from a live
+    /metrics and say so; from then on they are checked like every other name."""
+    proc = subprocess.run(
+        [*entrypoint(), "--help"],
+        cwd=REPO,
+        env=clean_env(PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return "--shard" in proc.stdout
+
+
 def start_daemon(folder: Path, targets: Targets, *extra: str) -> Daemon:
     """The daemon as the image runs it: ENTRYPOINT, listen address from UPCHECK_LISTEN."""
     port = free_port()
@@ -164,7 +191,7 @@ def start_daemon(folder: Path, targets: Targets, *extra: str) -> Daemon:
         "--interval",
         "1",
         "--timeout",
-        "2",
+        "1",
         "--results",
         str(results),
         "--ca-file",
@@ -207,8 +234,13 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
 
 @pytest.fixture(scope="session")
 def live_daemon(tmp_path_factory: pytest.TempPathFactory, targets: Targets) -> Iterator[Daemon]:
-    # A 1 s publish interval so the results_file sink's series exist and move.
-    daemon = start_daemon(tmp_path_factory.mktemp("daemon"), targets, "--publish-interval", "1")
+    # A 1 s publish interval so the results_file sink's series exist and move. A daemon that
+    # shards runs as the only member of a static shard (0/1): it probes every URL as before and
+    # exports the shard metrics the dashboard and the rules read.
+    sharding = ("--shard", "0/1") if daemon_shards() else ()
+    daemon = start_daemon(
+        tmp_path_factory.mktemp("daemon"), targets, "--publish-interval", "1", *sharding
+    )
     # The success timestamp of a sink exists from its first successful write on.
     wait_until(
         lambda: (
@@ -238,24 +270,15 @@ class Prometheus:
         return self.api("query", query=expr)["result"]
 
 
-@pytest.fixture(scope="session")
-def live_prometheus(
-    tmp_path_factory: pytest.TempPathFactory, live_daemon: Daemon
-) -> Iterator[Prometheus]:
-    """The Debian `prometheus` server scraping only the live daemon, every second, with the
-    project's alert rules loaded and evaluated every second. No Alertmanager, no remote write,
-    no service discovery: it talks to 127.0.0.1 and nothing else."""
+def start_prometheus(folder: Path, static_configs: list[dict]) -> Prometheus:
+    """The Debian `prometheus` server scraping `static_configs` as job `upcheck` every second,
+    with the project's alert rules loaded and evaluated every second. No Alertmanager, no
+    remote write, no service discovery: it talks to 127.0.0.1 and nothing else."""
     binary = need_binary("prometheus")
-    folder = tmp_path_factory.mktemp("prometheus")
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
-        "scrape_configs": [
-            {
-                "job_name": "upcheck",
-                "static_configs": [{"targets": [f"127.0.0.1:{live_daemon.port}"]}],
-            }
-        ],
+        "scrape_configs": [{"job_name": "upcheck", "static_configs": static_configs}],
     }
     (folder / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
@@ -286,5 +309,45 @@ def live_prometheus(
             return False
 
     wait_until(ready, timeout=30, what="prometheus to be ready")
+    return prometheus
+
+
+@pytest.fixture(scope="session")
+def live_prometheus(
+    tmp_path_factory: pytest.TempPathFactory, live_daemon: Daemon
+) -> Iterator[Prometheus]:
+    """A real Prometheus scraping only the live daemon (see start_prometheus)."""
+    prometheus = start_prometheus(
+        tmp_path_factory.mktemp("prometheus"),
+        [{"targets": [f"127.0.0.1:{live_daemon.port}"]}],
+    )
     yield prometheus
-    stop(proc)
+    stop(prometheus.proc)
+
+
+# The two "tasks" of twin_prometheus.
+TWIN_TASKS = ("task-a", "task-b")
+
+
+@pytest.fixture(scope="session")
+def twin_prometheus(
+    tmp_path_factory: pytest.TempPathFactory, live_daemon: Daemon
+) -> Iterator[Prometheus]:
+    """A Prometheus that scrapes the live daemon twice, as two tasks (`instance` task-a and
+    task-b) that both export every URL: what it sees for one refresh while URLs change hands
+    between tasks (SPEC.md "Sharding"), here all the time. Whatever the dashboard and the
+    alert rules say about URLs must come out once, as from the single-task live_prometheus."""
+    address = f"127.0.0.1:{live_daemon.port}"
+    prometheus = start_prometheus(
+        tmp_path_factory.mktemp("twin-prometheus"),
+        [{"targets": [address], "labels": {"instance": task}} for task in TWIN_TASKS],
+    )
+
+    def both_tasks_scraped() -> bool:
+        # The two scrapes start apart: until both have landed, it looks like one task.
+        answer = prometheus.query("count by (instance) (probe_success)")
+        return {s["metric"].get("instance") for s in answer} == set(TWIN_TASKS)
+
+    wait_until(both_tasks_scraped, timeout=30, what="both tasks to be scraped")
+    yield prometheus
+    stop(prometheus.proc)

@@ -131,3 +131,12 @@ def problems(expr: str, exports: dict[str, set[str]]) -> list[str]:
     for label in sorted(used.grouping - labels_in_play):
         found.append(f"no metric in the expression has label {label}")
     return found
+
+
+def with_pending(exports: dict[str, set[str]], pending: tuple[str, ...]) -> dict[str, set[str]]:
+    """`exports` plus `pending` metric names (with only the scrape labels), for names the
+    contract defines that the daemon under test does not export yet."""
+    merged = {name: set(labels) for name, labels in exports.items()}
+    for name in pending:
+        merged.setdefault(name, set())
+    return merged

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import yaml
 
-from tests.ops.conftest import ALERTS, REPO, Daemon
-from tests.ops.promql import exported, problems
+from tests.ops.conftest import ALERTS, REPO, SHARD_METRICS, Daemon, daemon_shards
+from tests.ops.promql import exported, names, problems, with_pending
 from tests.support import need_binary
 
 PROMETHEUS = REPO / "ops" / "prometheus"
@@ -26,7 +27,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules() -> None:
     checked = promtool("check", "rules", "alerts.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 6 rules found" in checked.stdout
+    assert "SUCCESS: 8 rules found" in checked.stdout
 
 
 def test_promtool_unit_tests_of_every_rule_pass() -> None:
@@ -63,8 +64,46 @@ def test_every_alert_has_a_severity_summary_and_description() -> None:
             assert rule.get("for"), f"{rule['alert']}: a single bad scrape must not page"
 
 
+def _rules() -> list[dict]:
+    return [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+
+
+# Labels that name one task: Prometheus's `instance`, and what the ADOT collector adds.
+TASK_LABELS = {"instance", "aws_ecs_task_arn"}
+
+
+def test_every_rule_aggregates_the_tasks_away() -> None:
+    """Several tasks share the list (SPEC.md "Sharding") and every deployment replaces them:
+    an alert keyed by task would fire once per task and again for each replacement."""
+    for rule in _rules():
+        expr = " ".join(rule["expr"].split())
+        assert re.match(r"^(max|min|count|sum) by \(", expr), rule["alert"]
+        assert not names(expr).grouping & TASK_LABELS, rule["alert"]
+        if any(m.startswith("probe_") for m in names(expr).selectors):
+            # One alert per URL, whichever task owns it, bridging the moment it changes hands.
+            assert re.match(r"^(max|min) by \(job, name, url\) \(last_over_time\(", expr), rule
+            assert names(expr).grouping == {"job", "name", "url"}, rule["alert"]
+
+
+def test_every_alert_is_unit_tested_with_several_tasks() -> None:
+    tests = yaml.safe_load((PROMETHEUS / "tests" / "alerts_test.yml").read_text())
+    several: set[str] = set()
+    for test in tests["tests"]:
+        tasks = {
+            match
+            for series in test["input_series"]
+            for match in re.findall(r'(?:instance|aws_ecs_task_arn)="([^"]+)"', series["series"])
+        }
+        if len(tasks) > 1:
+            several |= {c["alertname"] for c in test["alert_rule_test"] if c["exp_alerts"]}
+    assert several == {r["alert"] for r in _rules()}
+
+
 def test_rules_name_only_metrics_and_labels_the_daemon_exports(live_daemon: Daemon) -> None:
     exports = exported(live_daemon.metrics())
+    if not daemon_shards():
+        # The daemon side of issue 13 has not landed: the names are SPEC.md's.
+        exports = with_pending(exports, SHARD_METRICS)
     rules = yaml.safe_load(ALERTS.read_text())
     found = {
         rule["alert"]: problems(rule["expr"], exports)

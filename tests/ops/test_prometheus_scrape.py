@@ -89,6 +89,8 @@ def test_alert_rules_load_and_pick_out_the_broken_and_the_expiring_target(
         "UpcheckTargetsLoadFailing",
         "UpcheckProbesLate",
         "UpcheckSinkFailing",
+        "UpcheckShardMembersDisagree",
+        "UpcheckShardRefreshFailing",
     }
 
     expected = {
@@ -106,6 +108,25 @@ def test_alert_rules_load_and_pick_out_the_broken_and_the_expiring_target(
     wait_until(lambda: active() == expected, timeout=20, what=f"exactly {expected} pending")
     rules = {r["name"]: r for g in live_prometheus.api("rules")["groups"] for r in g["rules"]}
     assert all(rule["health"] == "ok" for rule in rules.values()), rules
+
+
+def test_two_tasks_exporting_the_same_urls_raise_each_alert_once(
+    twin_prometheus: Prometheus,
+) -> None:
+    """The twin Prometheus sees every URL from two tasks (as during a hand-over, SPEC.md
+    "Sharding"): still one pending alert per URL, with no task label on it."""
+    expected = [
+        ("UpcheckCertificateExpiringSoon", "secure"),
+        ("UpcheckURLDown", "broken"),
+    ]
+
+    def active() -> list[tuple[str, str]]:
+        alerts = twin_prometheus.api("alerts")["alerts"]
+        for alert in alerts:
+            assert not {"instance", "aws_ecs_task_arn"} & set(alert["labels"]), alert
+        return sorted((a["labels"]["alertname"], a["labels"].get("name", "")) for a in alerts)
+
+    wait_until(lambda: active() == expected, timeout=20, what=f"exactly {expected} pending")
 
 
 def test_promtool_finds_no_problem_in_the_daemons_exposition(live_daemon: Daemon) -> None:

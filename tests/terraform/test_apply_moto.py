@@ -35,6 +35,9 @@ TFVARS = {
     "alarm_email": "oncall@example.com",
     "bucket_admin_principal_arns": [ADMIN],
     "alb_ingress_cidrs": ["203.0.113.0/24"],
+    # Several tasks sharing the list (shard = "ecs" by default). Moto records the service's
+    # desired count but starts no Fargate task, so nothing runs.
+    "desired_count": 3,
 }
 APPLY_TIMEOUT = 480
 
@@ -157,6 +160,7 @@ def test_task_definition_carries_the_spec_configuration(stack):
     assert env["UPCHECK_RESULTS"].endswith("/results/results.json")
     assert env["UPCHECK_LISTEN"] == "0.0.0.0:8080"
     assert env["UPCHECK_CLOUDWATCH_NAMESPACE"] == "Upcheck"
+    assert env["UPCHECK_SHARD"] == "ecs"
 
     assert daemon["entryPoint"] == ["python", "-m", "daemon"]
     assert daemon["portMappings"][0]["containerPort"] == 8080
@@ -220,6 +224,10 @@ def test_service_runs_in_private_subnets_behind_the_alb(stack):
     assert len({s["AvailabilityZone"] for s in subnets}) == 2
     assert not any(s["MapPublicIpOnLaunch"] for s in subnets)
 
+    # Three tasks share the list. (Moto does not report the deployment configuration: the HCL
+    # tests pin it.)
+    assert service["desiredCount"] == 3
+
     (load_balancer,) = service["loadBalancers"]
     assert load_balancer["containerPort"] == 8080
     elbv2 = stack.client("elbv2")
@@ -259,42 +267,89 @@ def test_every_private_subnet_routes_out_through_a_nat_gateway(stack):
         assert len(default) == 1 and default[0].get("NatGatewayId"), default
 
 
-def test_task_role_is_least_privilege(stack):
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _task_role_statements(stack) -> list[dict]:
     iam = stack.client("iam")
     document = iam.get_role_policy(RoleName="upcheck-task", PolicyName="upcheck-daemon")[
         "PolicyDocument"
     ]
     document = json.loads(document) if isinstance(document, str) else document
     assert iam.list_attached_role_policies(RoleName="upcheck-task")["AttachedPolicies"] == []
+    return document["Statement"]
 
+
+def test_task_role_is_least_privilege(stack):
     targets = _bucket(stack.outputs["targets_s3_uri"])
     results = _bucket(stack.outputs["results_s3_uri"])
     key_arn = stack.client("kms").describe_key(KeyId="alias/upcheck")["KeyMetadata"]["Arn"]
     (workspace,) = stack.client("amp").list_workspaces()["workspaces"]
     expected = {
         f"arn:aws:s3:::{targets}/targets/urls.csv",
-        f"arn:aws:s3:::{results}/results/*",
+        f"arn:aws:s3:::{results}/results/results.json",
+        f"arn:aws:s3:::{results}/results/results.html",
+        f"arn:aws:s3:::{results}/results/results.json.parts/*",
+        f"arn:aws:s3:::{results}",
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/upcheck/*",
         key_arn,
         workspace["arn"],
         "*",
     }
+    # The two actions that name no resource, each pinned by a condition instead.
+    scoped_by_condition = {"cloudwatch:PutMetricData", "ecs:ListTasks"}
     seen = set()
-    for statement in document["Statement"]:
+    for statement in _task_role_statements(stack):
         assert statement["Effect"] == "Allow"
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-        resources = (
-            statement["Resource"]
-            if isinstance(statement["Resource"], list)
-            else [statement["Resource"]]
-        )
+        actions = _as_list(statement["Action"])
+        resources = _as_list(statement["Resource"])
         assert not [a for a in actions if "*" in a], statement
         seen.update(resources)
         if "*" in resources:
-            assert actions == ["cloudwatch:PutMetricData"]
-            assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Upcheck"}}
+            assert len(actions) == 1 and actions[0] in scoped_by_condition, statement
+            assert statement["Condition"], statement
     assert seen == expected
+    by_action = {a: s for s in _task_role_statements(stack) for a in _as_list(s["Action"])}
+    assert by_action["cloudwatch:PutMetricData"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "Upcheck"}
+    }
+
+
+def test_task_role_may_list_and_describe_the_tasks_of_its_cluster_only(stack):
+    (cluster,) = stack.client("ecs").describe_clusters(clusters=[stack.outputs["cluster_name"]])[
+        "clusters"
+    ]
+    by_action = {a: s for s in _task_role_statements(stack) for a in _as_list(s["Action"])}
+    for action in ("ecs:ListTasks", "ecs:DescribeTasks"):
+        condition = by_action[action]["Condition"]
+        assert list(condition) == ["ArnEquals"], action
+        assert _as_list(condition["ArnEquals"]["ecs:cluster"]) == [cluster["clusterArn"]], action
+    assert _as_list(by_action["ecs:ListTasks"]["Resource"]) == ["*"]
+    assert _as_list(by_action["ecs:DescribeTasks"]["Resource"]) == [
+        cluster["clusterArn"].replace(":cluster/", ":task/") + "/*"
+    ]
+
+
+def test_task_role_reads_writes_and_lists_the_results_parts(stack):
+    results = _bucket(stack.outputs["results_s3_uri"])
+    key = stack.outputs["results_s3_uri"].split("/", 3)[3]
+    assert key == "results/results.json"
+    statements = {s["Sid"]: s for s in _task_role_statements(stack)}
+    parts = statements["WriteAndReadShardParts"]
+    assert sorted(_as_list(parts["Action"])) == ["s3:GetObject", "s3:PutObject"]
+    assert _as_list(parts["Resource"]) == [f"arn:aws:s3:::{results}/{key}.parts/*"]
+    listing = statements["ListShardParts"]
+    assert _as_list(listing["Action"]) == ["s3:ListBucket"]
+    assert _as_list(listing["Resource"]) == [f"arn:aws:s3:::{results}"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{key}.parts/*"}}
+
+    # The parts of replaced tasks are removed a day after their last write.
+    rules = stack.client("s3").get_bucket_lifecycle_configuration(Bucket=results)["Rules"]
+    (expiring,) = [r for r in rules if r.get("Expiration", {}).get("Days")]
+    assert expiring["Status"] == "Enabled"
+    assert expiring["Filter"] == {"Prefix": f"{key}.parts/"}
+    assert expiring["Expiration"]["Days"] == 1
 
 
 def test_buckets_are_private_encrypted_versioned_and_tls_only(stack):
@@ -357,6 +412,9 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     assert by_metric["TargetsLoadSuccess"]["DatapointsToAlarm"] == 3
     assert by_metric["TargetsTotal"]["TreatMissingData"] == "breaching"
     assert by_metric["RunningTaskCount"]["Namespace"] == "ECS/ContainerInsights"
+    # The threshold is the desired count (3 here), not "at least one".
+    assert by_metric["RunningTaskCount"]["Threshold"] == 3
+    assert by_metric["RunningTaskCount"]["ComparisonOperator"] == "LessThanThreshold"
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [stack.outputs["alarm_topic_arn"]]
 
@@ -367,6 +425,9 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     ]
     dashboard = cloudwatch.get_dashboard(DashboardName=stack.outputs["dashboard_name"])
     assert "TargetsLoadSuccess" in dashboard["DashboardBody"]
+    # Running against desired tasks, side by side, now that there can be many.
+    assert "RunningTaskCount" in dashboard["DashboardBody"]
+    assert "DesiredTaskCount" in dashboard["DashboardBody"]
 
 
 def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):

@@ -30,6 +30,7 @@ REQUIRED_ENV = {
     "UPCHECK_CLOUDWATCH_NAMESPACE",
     "UPCHECK_CLOUDWATCH_URL_METRICS",
     "UPCHECK_APP_NAME",
+    "UPCHECK_SHARD",
 }
 
 
@@ -94,12 +95,63 @@ def test_env_values_point_at_the_stack_buckets():
     service_call = parse("main.tf")["module"]
     call = next(m["service"] for m in service_call if "service" in m)
     assert call["targets_uri"] == "s3://${local.targets_bucket}/${var.targets_key}"
-    assert call["results_uri"] == "s3://${local.results_bucket}/${var.results_prefix}/results.json"
+    assert call["results_uri"] == "s3://${local.results_bucket}/${local.results_key}"
+    assert root["results_key"] == "${var.results_prefix}/results.json"
+    # SPEC.md "Sharding": each member's part lives in <results>.parts/<member>.json.
+    assert root["results_parts_prefix"] == "${local.results_key}.parts/"
     assert "targets" in root["targets_bucket"] and "results" in root["results_bucket"]
     env = merged_locals(parse("modules/service/main.tf"))["environment"]
     assert env["UPCHECK_TARGETS"] == "${var.targets_uri}"
     assert env["UPCHECK_RESULTS"] == "${var.results_uri}"
     assert env["UPCHECK_LISTEN"] == "0.0.0.0:${local.container_port}"
+
+
+def _root_variables() -> dict[str, dict]:
+    variables: dict[str, dict] = {}
+    for entry in parse("variables.tf")["variable"]:
+        variables.update(entry)
+    return variables
+
+
+def test_sharding_across_the_services_tasks_is_on_by_default():
+    shard = _root_variables()["shard"]
+    assert shard["default"] == "ecs"
+    assert shard["type"] == "string"
+    call = next(m["service"] for m in parse("main.tf")["module"] if "service" in m)
+    assert call["shard"] == "${var.shard}"
+    env = merged_locals(parse("modules/service/main.tf"))["environment"]
+    assert env["UPCHECK_SHARD"] == "${var.shard}"
+    # The SPEC's flag is ecs-aware: the value Terraform passes must be one it documents.
+    assert re.search(r"^\|\s*`--shard`\s*\|\s*`UPCHECK_SHARD`.*`ecs`", spec_text(), re.M)
+
+
+def test_desired_count_is_any_whole_number_and_zero_still_pauses():
+    desired = _root_variables()["desired_count"]
+    (check,) = desired["validation"]
+    assert "contains(" not in check["condition"], "no fixed list of allowed counts any more"
+    assert "floor(var.desired_count) == var.desired_count" in check["condition"]
+    assert "var.desired_count >= 0" in check["condition"]
+    # The task-count alarm follows the count and is left out while paused (0).
+    alarm = blocks(parse("modules/monitoring/main.tf"), "resource", "aws_cloudwatch_metric_alarm")
+    running = alarm["running_tasks"]
+    assert running["count"] == "${var.desired_count > 0 ? 1 : 0}"
+    assert running["threshold"] == "${var.desired_count}"
+    assert running["comparison_operator"] == "LessThanThreshold"
+    calls = parse("main.tf")["module"]
+    for name in ("service", "monitoring"):
+        call = next(m[name] for m in calls if name in m)
+        assert call["desired_count"] == "${var.desired_count}", name
+
+
+def test_deployments_keep_every_task_until_its_replacement_runs():
+    """Several tasks share the list, so a rollout must never drop below the desired count; the
+    old and new tasks overlap (up to 200 %) and split the list between them meanwhile."""
+    service = blocks(parse("modules/service/main.tf"), "resource", "aws_ecs_service")["this"]
+    assert service["desired_count"] == "${var.desired_count}"
+    assert service["deployment_minimum_healthy_percent"] == 100
+    assert service["deployment_maximum_percent"] == 200
+    (breaker,) = service["deployment_circuit_breaker"]
+    assert breaker == {"enable": True, "rollback": True}
 
 
 def test_health_checks_use_the_spec_health_path():
@@ -182,41 +234,150 @@ def test_task_role_is_scoped_to_the_two_buckets_the_key_and_the_namespace():
     assert local["targets_object_arn"] == (
         "arn:${var.partition}:s3:::${var.targets_bucket}/${var.targets_key}"
     )
-    assert local["results_arn_prefix"] == (
-        "arn:${var.partition}:s3:::${var.results_bucket}/${var.results_prefix}/*"
-    )
+    assert local["results_bucket_arn"] == "arn:${var.partition}:s3:::${var.results_bucket}"
+    assert local["results_object_arns"] == [
+        "${local.results_bucket_arn}/${var.results_key}",
+        # the page is named after the results file (daemon/outputs/results_file.py page_name)
+        '${local.results_bucket_arn}/${trimsuffix(var.results_key, ".json")}.html',
+    ]
 
     statements = {
         s["sid"]: s for s in _statements(blocks(iam, "data", "aws_iam_policy_document")["task"])
     }
     allowed_resources = {
         "${local.targets_object_arn}",
-        "${local.results_arn_prefix}",
+        "${local.results_object_arns}",
+        "${local.parts_arn_match}",
+        "${local.results_bucket_arn}",
+        "${local.tasks_arn_match}",
         "${var.kms_key_arn}",
         "${statement.value}",  # the AMP workspace, see below
         "*",
     }
+    # Statements whose action cannot be scoped by resource, each with the condition that scopes it.
+    scoped_by_condition = {
+        ("cloudwatch:PutMetricData",): ("StringEquals", "cloudwatch:namespace"),
+        ("ecs:ListTasks",): ("ArnEquals", "ecs:cluster"),
+    }
     for sid, statement in statements.items():
-        assert set(statement["resources"]) <= allowed_resources, sid
-        if "*" in statement["resources"]:
-            assert statement["actions"] == ["cloudwatch:PutMetricData"], sid
+        resources = statement["resources"]
+        resources = [resources] if isinstance(resources, str) else resources
+        assert set(resources) <= allowed_resources, sid
+        if "*" in resources:
             (condition,) = statement["condition"]
-            assert condition["variable"] == "cloudwatch:namespace"
-            assert condition["values"] == ["${var.cloudwatch_namespace}"]
+            wanted = scoped_by_condition[tuple(statement["actions"])]
+            assert (condition["test"], condition["variable"]) == wanted, sid
 
     assert statements["ReadTheTargetsFile"]["actions"] == ["s3:GetObject"]
     assert statements["ReadTheTargetsFile"]["resources"] == ["${local.targets_object_arn}"]
     assert set(statements["WriteAndPresignResults"]["actions"]) == {"s3:PutObject", "s3:GetObject"}
+    assert statements["WriteAndPresignResults"]["resources"] == "${local.results_object_arns}"
+    (namespace,) = statements["PublishMetricsToOneNamespace"]["condition"]
+    assert namespace["values"] == ["${var.cloudwatch_namespace}"]
     kms = statements["UseTheBucketKeyThroughS3Only"]
     assert kms["condition"][0]["variable"] == "kms:ViaService"
     amp = statements["RemoteWriteToTheAmpWorkspace"]
     assert amp["actions"] == ["aps:RemoteWrite"]
-    (dynamic,) = blocks(iam, "data", "aws_iam_policy_document")["task"]["dynamic"]
-    assert dynamic["statement"]["for_each"].startswith("${var.enable_amp ? [")
+
+    dynamics = {
+        d["statement"]["content"][0]["sid"]: d["statement"]["for_each"]
+        for d in blocks(iam, "data", "aws_iam_policy_document")["task"]["dynamic"]
+    }
+    assert dynamics.pop("RemoteWriteToTheAmpWorkspace").startswith("${var.enable_amp ? [")
+    # Everything sharding needs exists only with shard = "ecs".
+    assert local["sharded"] == '${var.shard == "ecs"}'
+    assert set(dynamics) == {
+        "WriteAndReadShardParts",
+        "ListShardParts",
+        "ListTheTasksOfThisCluster",
+        "DescribeTheTasksOfThisCluster",
+    }
+    assert all(f.startswith("${local.sharded ? [") for f in dynamics.values()), dynamics
 
     role_policies = blocks(iam, "resource", "aws_iam_role_policy")
     assert role_policies["task"]["policy"] == "${data.aws_iam_policy_document.task.json}"
     assert not blocks(iam, "resource", "aws_iam_role_policy_attachment"), "no managed policies"
+
+
+def test_task_role_lists_and_describes_the_tasks_of_its_own_cluster_only():
+    iam = parse("modules/iam/main.tf")
+    local = merged_locals(iam)
+    statements = {
+        s["sid"]: s for s in _statements(blocks(iam, "data", "aws_iam_policy_document")["task"])
+    }
+    cluster = "arn:${var.partition}:ecs:${var.region}:${var.account_id}:cluster/${var.cluster_name}"
+    assert local["cluster_arn"] == cluster
+    assert local["tasks_arn_match"] == (
+        "arn:${var.partition}:ecs:${var.region}:${var.account_id}:task/${var.cluster_name}/*"
+    )
+    for sid, action, resources in (
+        ("ListTheTasksOfThisCluster", "ecs:ListTasks", ["*"]),
+        ("DescribeTheTasksOfThisCluster", "ecs:DescribeTasks", ["${local.tasks_arn_match}"]),
+    ):
+        statement = statements[sid]
+        assert statement["actions"] == [action], sid
+        assert statement["resources"] == resources, sid
+        (condition,) = statement["condition"]
+        assert condition == {
+            "test": "ArnEquals",
+            "variable": "ecs:cluster",
+            "values": ["${local.cluster_arn}"],
+        }, sid
+
+    # The name IAM builds the ARN from is the one the service module gives its cluster.
+    root = merged_locals(parse("main.tf"))
+    assert root["cluster_name"] == "${var.name}"
+    calls = parse("main.tf")["module"]
+    assert next(m["iam"] for m in calls if "iam" in m)["cluster_name"] == "${local.cluster_name}"
+    assert next(m["service"] for m in calls if "service" in m)["name"] == "${var.name}"
+    ecs_cluster = blocks(parse("modules/service/main.tf"), "resource", "aws_ecs_cluster")["this"]
+    assert ecs_cluster["name"] == "${var.name}"
+
+
+def test_task_role_reaches_the_results_parts_by_their_prefix_only():
+    iam = parse("modules/iam/main.tf")
+    local = merged_locals(iam)
+    statements = {
+        s["sid"]: s for s in _statements(blocks(iam, "data", "aws_iam_policy_document")["task"])
+    }
+    assert local["parts_arn_match"] == "${local.results_bucket_arn}/${var.results_parts_prefix}*"
+    parts = statements["WriteAndReadShardParts"]
+    assert set(parts["actions"]) == {"s3:PutObject", "s3:GetObject"}
+    assert parts["resources"] == ["${local.parts_arn_match}"]
+    listing = statements["ListShardParts"]
+    assert listing["actions"] == ["s3:ListBucket"]
+    assert listing["resources"] == ["${local.results_bucket_arn}"]
+    (condition,) = listing["condition"]
+    assert condition == {
+        "test": "StringLike",
+        "variable": "s3:prefix",
+        "values": ["${var.results_parts_prefix}*"],
+    }
+    call = next(m["iam"] for m in parse("main.tf")["module"] if "iam" in m)
+    assert call["results_key"] == "${local.results_key}"
+    assert call["results_parts_prefix"] == "${local.results_parts_prefix}"
+
+
+def test_parts_left_behind_by_replaced_tasks_expire():
+    storage = parse("modules/storage/main.tf")
+    results = next(m["results"] for m in storage["module"] if "results" in m)
+    # python-hcl2 renders the map key oddly; the moto apply checks the real rule (one day).
+    expire = results["expire_prefixes"]
+    assert expire.startswith('${var.results_parts_prefix == "" ? {} : {'), expire
+    assert expire.endswith("(var.results_parts_prefix)}': 1}}"), expire
+    call = next(m["storage"] for m in parse("main.tf")["module"] if "storage" in m)
+    assert call["results_parts_prefix"] == (
+        '${var.shard == "ecs" ? local.results_parts_prefix : ""}'
+    )
+    lifecycle = blocks(
+        parse("modules/private_bucket/main.tf"), "resource", "aws_s3_bucket_lifecycle_configuration"
+    )["this"]
+    (dynamic,) = lifecycle["dynamic"]
+    rule = dynamic["rule"]
+    assert rule["for_each"] == "${var.expire_prefixes}"
+    (content,) = rule["content"]
+    assert content["filter"] == [{"prefix": "${rule.key}"}]
+    assert content["expiration"] == [{"days": "${rule.value}"}]
 
 
 def test_bucket_policies_refuse_plain_http_and_foreign_principals():

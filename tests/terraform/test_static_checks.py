@@ -160,3 +160,27 @@ def test_who_may_reach_the_load_balancer_has_no_default(terraform, initialized_c
     code, said = _plan(terraform, initialized_copy, admins)
     assert code != 0
     assert "No value for required variable" in said and 'variable "alb_ingress_cidrs"' in said
+
+
+def test_desired_count_takes_any_whole_number_and_several_tasks_need_sharding(
+    terraform, initialized_copy
+):
+    """Tasks share the list (shard = "ecs", the default), so any count is valid; without
+    sharding every task would probe every URL, so more than one is refused. The plan fails
+    later here anyway (no AWS credentials offline): what matters is which variable errors it
+    reports. The moto apply runs a real desired_count of 3."""
+    required = (
+        'alb_ingress_cidrs=["203.0.113.0/24"]',
+        'bucket_admin_principal_arns=["arn:aws:iam::123456789012:role/ci"]',
+    )
+    for extra in (["desired_count=3"], ["desired_count=0"]):
+        code, said = _plan(terraform, initialized_copy, *required, *extra)
+        assert "Invalid value for variable" not in said, (extra, said[-3000:])
+    for extra, wanted in (
+        (["desired_count=1.5"], "desired_count must be a whole number"),
+        (["desired_count=3", "shard=off"], 'With shard = "off" every task probes every URL'),
+        (["shard=0/3"], 'shard must be "ecs" or "off"'),
+    ):
+        code, said = _plan(terraform, initialized_copy, *required, *extra)
+        assert code != 0
+        assert "Invalid value for variable" in said and wanted in said, (extra, said[-3000:])

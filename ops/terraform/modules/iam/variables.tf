@@ -43,8 +43,23 @@ variable "results_bucket" {
   type        = string
 }
 
-variable "results_prefix" {
-  description = "Prefix the task may write results.json and status.html under (and read them back, to presign GETs)."
+variable "results_key" {
+  description = "Key of the combined results file (UPCHECK_RESULTS, ending in .json); the task may write and read it and the status page beside it (<key without .json>.html)."
+  type        = string
+}
+
+variable "results_parts_prefix" {
+  description = "Key prefix of the per-member results parts (<results_key>.parts/): with sharding the task writes, reads and lists there."
+  type        = string
+}
+
+variable "shard" {
+  description = "UPCHECK_SHARD; \"ecs\" adds ecs:ListTasks and ecs:DescribeTasks on the cluster and access to the results parts."
+  type        = string
+}
+
+variable "cluster_name" {
+  description = "Name of the stack's ECS cluster; the task may list and describe the tasks of this cluster only."
   type        = string
 }
 

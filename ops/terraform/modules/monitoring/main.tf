@@ -1,5 +1,12 @@
 # Alarms on the SPEC.md CloudWatch figures (namespace from config, dimension Application) and
 # on the ECS service, all notifying one encrypted SNS topic; plus a dashboard of the same.
+#
+# However many tasks run, each figure has one source (SPEC.md "Sharding"): the per-application
+# ones (TargetsTotal/Up/Down, TargetsLoadSuccess) come from the one task that merges the results,
+# per-URL ones from the task that owns the URL. So the alarms below read the same series whether
+# desired_count is 1 or 30, and a deployment does not double them. For the moment a task takes
+# over the merge (one membership refresh) two tasks may publish: the statistics used (Minimum,
+# SampleCount < 1) are not moved by a second, equal datum.
 
 locals {
   dimensions = { Application = var.app_name }
@@ -103,12 +110,16 @@ resource "aws_cloudwatch_metric_alarm" "silent" {
   ok_actions          = local.actions
 }
 
-# Fewer tasks running than desired (crash loop, failed deployment, capacity).
+# Fewer tasks running than desired (crash loop, failed deployment, capacity). With several
+# tasks sharing the list, the others take over a missing task's URLs within two membership
+# refreshes, so this is lost capacity (probes may start late), not lost coverage; a service with
+# no task at all also trips the silence alarm. A deployment never counts: with a minimum healthy
+# percent of 100 the old tasks keep running until their replacements are up.
 resource "aws_cloudwatch_metric_alarm" "running_tasks" {
   count = var.desired_count > 0 ? 1 : 0
 
   alarm_name          = "${var.name}-running-tasks"
-  alarm_description   = "The ECS service runs fewer than ${var.desired_count} task(s)."
+  alarm_description   = "The ECS service has run fewer than its ${var.desired_count} task(s) for 3 minutes. The running tasks cover the missing ones' URLs (sharding), with less capacity; check the service's events and stopped tasks."
   namespace           = "ECS/ContainerInsights"
   metric_name         = "RunningTaskCount"
   dimensions          = { ClusterName = var.cluster_name, ServiceName = var.service_name }
@@ -162,6 +173,7 @@ resource "aws_cloudwatch_dashboard" "this" {
             period = 60
             metrics = [
               ["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", var.cluster_name, "ServiceName", var.service_name],
+              ["ECS/ContainerInsights", "DesiredTaskCount", "ClusterName", var.cluster_name, "ServiceName", var.service_name],
               ["AWS/ECS", "CPUUtilization", "ClusterName", var.cluster_name, "ServiceName", var.service_name],
               ["AWS/ECS", "MemoryUtilization", "ClusterName", var.cluster_name, "ServiceName", var.service_name],
             ]

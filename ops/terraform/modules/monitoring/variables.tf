@@ -59,7 +59,7 @@ variable "service_name" {
 }
 
 variable "desired_count" {
-  description = "Tasks that should be running; the task-count alarm exists only when it is above 0."
+  description = "Tasks that should be running (the alarm threshold); the task-count alarm exists only when it is above 0."
   type        = number
 }
 

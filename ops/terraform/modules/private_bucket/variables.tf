@@ -27,3 +27,9 @@ variable "access_log_bucket" {
   description = "Bucket receiving this bucket's server access logs (under s3/<name>/)."
   type        = string
 }
+
+variable "expire_prefixes" {
+  description = "Key prefixes whose objects are expired (a delete marker is added) this many days after their last write: objects the writer rewrites all the time, so only abandoned ones ever get that old."
+  type        = map(number)
+  default     = {}
+}

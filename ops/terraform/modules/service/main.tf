@@ -1,7 +1,8 @@
-# The daemon on Fargate: one task in a private subnet, no public IP, reachable on its port from
-# the load balancer only, with a read-only root filesystem, no Linux capabilities and a non-root
-# user. With AMP enabled a second container, the ADOT collector, scrapes the daemon over
-# localhost and remote-writes to the workspace.
+# The daemon on Fargate: desired_count tasks in private subnets, no public IP, reachable on their
+# port from the load balancer only, with a read-only root filesystem, no Linux capabilities and a
+# non-root user. With UPCHECK_SHARD=ecs the running tasks of the service share the targets list
+# (SPEC.md "Sharding"). With AMP enabled a second container, the ADOT collector, scrapes the
+# daemon over localhost and remote-writes to the workspace.
 
 locals {
   container_name = "upcheck"
@@ -20,6 +21,7 @@ locals {
     UPCHECK_CLOUDWATCH_NAMESPACE   = var.cloudwatch_namespace
     UPCHECK_CLOUDWATCH_URL_METRICS = var.url_metrics
     UPCHECK_APP_NAME               = var.app_name
+    UPCHECK_SHARD                  = var.shard
   }
 
   # Needs nothing but the Python that runs the daemon; urlopen raises on a 503, so the command
@@ -94,8 +96,9 @@ locals {
       }
     }
     # Every task's collector scrapes its own daemon as localhost:8080, so without a per-task
-    # label two tasks (during a deployment: up to 200 %) would write identical series and AMP
-    # would reject one of them as duplicate / out-of-order samples. The ECS detector reads the
+    # label two tasks (several tasks; during a deployment up to 200 % of them) would write
+    # identical series for their daemon-level metrics, and for a URL two tasks export while its
+    # ownership moves, and AMP would reject one of them as duplicate / out-of-order samples. The ECS detector reads the
     # task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) and adds aws.ecs.task.arn to the
     # resource; resource_to_telemetry_conversion turns it into the label `aws_ecs_task_arn`.
     # The detector's other attributes are dropped (deleting an absent key is a no-op), so

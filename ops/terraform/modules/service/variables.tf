@@ -53,6 +53,11 @@ variable "desired_count" {
   type        = number
 }
 
+variable "shard" {
+  description = "UPCHECK_SHARD: \"ecs\" (the service's running tasks share the list) or \"off\"."
+  type        = string
+}
+
 variable "execution_role_arn" {
   description = "ECS execution role."
   type        = string

@@ -1,6 +1,7 @@
 # Three private buckets (the two data buckets through modules/private_bucket):
 #   targets  the CSV the daemon reads (KMS, versioned so a bad edit can be rolled back)
-#   results  results.json and status.html the daemon writes (KMS, versioned, short history)
+#   results  results.json and results.html the daemon writes, and with sharding one part per task
+#            under <results key>.parts/ (KMS, versioned, short history)
 #   logs     ALB and S3 server access logs (SSE-S3, because neither log delivery supports KMS)
 # All three block public access, disable ACLs, and refuse plain-HTTP requests. The data buckets
 # also deny object access to every principal except the task role and the listed admins, so a
@@ -33,8 +34,12 @@ module "results" {
   object_principal_arns = local.object_principals
   # The daemon rewrites results.json every publish interval: keep one day of versions only.
   noncurrent_version_days = 1
-  access_log_bucket       = local.log_destination
-  force_destroy           = var.force_destroy
+  # Every task writes its part every publish interval (at most an hour) under its own task id,
+  # so each deployment leaves the parts of the tasks it replaced behind: the merging task skips
+  # them (older than three publish intervals), and this removes them a day later.
+  expire_prefixes   = var.results_parts_prefix == "" ? {} : { (var.results_parts_prefix) = 1 }
+  access_log_bucket = local.log_destination
+  force_destroy     = var.force_destroy
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,12 @@ variable "targets_bucket" {
 }
 
 variable "results_bucket" {
-  description = "Name of the bucket the daemon writes results.json and status.html to."
+  description = "Name of the bucket the daemon writes results.json and results.html to."
+  type        = string
+}
+
+variable "results_parts_prefix" {
+  description = "Key prefix of the per-task results parts (<results key>.parts/), whose abandoned objects expire after a day; empty without sharding."
   type        = string
 }
 
