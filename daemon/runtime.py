@@ -480,7 +480,13 @@ def run_once(daemon: Daemon) -> int:
     all_up = True
     for state in daemon.store.states():
         result = state.last
-        assert result is not None
+        if result is None:  # no verdict: this process ran short of descriptors (logged)
+            all_up = False
+            print(
+                f"SKIP {'-':>3} {'-':>9}  {state.target.name}  {state.target.display_url}"
+                "  not probed: the daemon ran out of file descriptors or memory"
+            )
+            continue
         all_up &= result.up
         status = result.status_code if result.status_code is not None else "-"
         verdict = "UP  " if result.up else "DOWN"

@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import gevent
 from gevent import monkey
 
-from daemon.model import ProbeResult, Target
+from daemon.model import NoVerdict, ProbeResult, Target
 from daemon.probe.certificate import make_unverified_context
 from daemon.probe.classify import ProbeFailure, classify
 from daemon.probe.connection import Address, Addresses, Resolver, Trace, system_resolver
@@ -107,7 +107,8 @@ class Prober:
     def probe(self, target: Target) -> ProbeResult:
         """Probe ``target``, each attempt within its deadline: once, and again at once on a
         fresh connection after a failure, up to the row's ``retries``. The result is the last
-        attempt's, with the number of attempts. Never raises (but for GreenletExit)."""
+        attempt's, with the number of attempts. Never raises, but for GreenletExit and
+        :class:`NoVerdict` (this process ran out of descriptors or memory: no result at all)."""
         result = self._attempt(target)
         attempts = 1
         while not result.up and attempts <= target.retries:
@@ -138,6 +139,8 @@ class Prober:
             outcome.fail("timeout", f"no complete answer within {timeout:g}s")
         except ProbeFailure as exc:
             outcome.fail(exc.kind, exc.message)
+        except NoVerdict:
+            raise  # not the target's failure: the scheduler records nothing and tries again
         except Exception as exc:
             outcome.fail(*classify(exc))
         finally:
