@@ -220,7 +220,7 @@ class Daemon:
             Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)
             for sink in self.sinks
         ]
-        self.exposition = Exposition(self.store, self.telemetry)
+        self.exposition = Exposition(self.store, self.telemetry, pause=_yield)
         # GET /probe (--probe-endpoint): the same prober, results never stored.
         self.on_demand = (
             OnDemandProber(self.prober.probe, settings.timeout) if settings.probe_endpoint else None

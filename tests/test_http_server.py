@@ -1,14 +1,26 @@
 """The daemon's HTTP server against hostile clients: more idle connections than it has file
-descriptors."""
+descriptors, and bursts of concurrent scrapes."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import http.client
 import resource
 import socket
 
+import gevent
+from prometheus_client import CollectorRegistry
+
+from daemon.model import Target
+from daemon.outputs.exposition import BODY_TTL, Exposition
+from daemon.server import HttpServer
+from daemon.store import ResultsStore
+from daemon.telemetry import Telemetry
+from daemon.web import create_app
 from tests import servers as srv
 from tests.daemon_process import DaemonProcess
+from tests.fakes import result
 from tests.support import need_binary, wait_until
 
 NOFILE = 160  # the daemon's RLIMIT_NOFILE, soft and hard: far fewer than the idle clients
@@ -96,3 +108,89 @@ def test_the_daemon_raises_its_open_files_limit_and_sizes_its_server_below_it(tm
         )
     # (320 descriptors - 50 probe slots - 64 of its own) / 2
     assert f"fd_limit={2 * NOFILE} max_connections=103" in started
+
+
+def _store(targets: int) -> ResultsStore:
+    store = ResultsStore()
+    for i in range(targets):
+        target = Target(url=f"https://shop-{i}.example/health", name=f"shop-{i}")
+        store.add(target)
+        store.record(target, result())
+    return store
+
+
+def _get(port: int, path: str, **headers: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_concurrent_scrapes_share_one_render_and_one_compression_while_health_answers():
+    exposition = Exposition(_store(20_000), Telemetry(CollectorRegistry()), clock=lambda: 0.0)
+    building = [0]  # /metrics requests whose body is being rendered or compressed right now
+    seen_by_health: list[int] = []
+
+    def health() -> tuple[bool, str]:
+        seen_by_health.append(building[0])
+        return True, "ok"
+
+    app = create_app(
+        metrics=exposition.render,
+        health=health,
+        ready=lambda: (True, "ready"),
+        results=lambda: ("404 Not Found", [], b""),
+        status_page=lambda: "",
+    )
+
+    def counting(environ, start_response):
+        if environ["PATH_INFO"] != "/metrics":
+            return app(environ, start_response)
+        building[0] += 1
+        try:
+            return app(environ, start_response)
+        finally:
+            building[0] -= 1
+
+    server = HttpServer(("127.0.0.1", 0), counting, max_connections=100)
+    server.start()
+    try:
+        port = server.server_port
+        scrapes = [
+            gevent.spawn(_get, port, "/metrics", **{"Accept-Encoding": "gzip"}) for _ in range(60)
+        ]
+
+        def poll_health() -> None:
+            for _ in range(2000):  # bounded: stops once every scrape is answered
+                if all(g.ready() for g in scrapes):
+                    return
+                assert _get(port, "/health")[0] == 200
+
+        poller = gevent.spawn(poll_health)
+        gevent.joinall([*scrapes, poller], timeout=120, raise_error=True)
+        assert all(g.successful() for g in [*scrapes, poller])
+    finally:
+        server.stop(timeout=1)
+    bodies = {gzip.decompress(g.value[1]) for g in scrapes}
+    assert {g.value[0] for g in scrapes} == {200}
+    assert len(bodies) == 1 and b'probe_success{name="shop-19999"' in bodies.pop()
+    assert (exposition.renders, exposition.compressions) == (1, 1)
+    assert max(seen_by_health) > 0, "/health never ran while a body was being built"
+
+
+def test_a_body_is_served_again_only_while_nothing_changed_and_it_is_fresh():
+    now = [0.0]
+    store = _store(3)
+    exposition = Exposition(store, Telemetry(CollectorRegistry()), clock=lambda: now[0])
+    first = exposition.render()
+    assert exposition.render() is first
+    target = Target(url="https://shop-0.example/health", name="shop-0")
+    store.record(store.get(target.url).target, result(up=False))
+    second = exposition.render()  # a new result: a new body
+    assert second is not first and b"} 0\n" in bytes(second)
+    now[0] += BODY_TTL  # nothing changed, but the daemon's own figures move on
+    assert exposition.render() is not second
+    assert exposition.renders == 3
