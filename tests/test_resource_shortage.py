@@ -16,11 +16,14 @@ from prometheus_client import CollectorRegistry
 
 from daemon.model import NoVerdict, Target
 from daemon.probe.prober import Prober
+from daemon.probe_endpoint import OnDemandProber
 from daemon.scheduler import RETRY_AFTER_SHORTAGE, Scheduler
 from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 from tests import servers as srv
 from tests.fakes import FakeClock, result
+from tests.test_app import call
+from tests.test_probe_endpoint import app_with
 
 SHORT = NoVerdict("cannot open a socket: Too many open files")
 
@@ -76,6 +79,17 @@ def test_name_servers_out_of_reach_for_want_of_a_descriptor_is_no_verdict():
 
     timed_out = Prober(ssl.create_default_context(), resolver=times_out).probe(target)
     assert timed_out.error_kind == "dns" and "Timeout" in (timed_out.error or "")
+
+
+def test_probe_endpoint_answers_503_when_the_daemon_has_no_descriptor_left(servers):
+    port = servers.wsgi(srv.text_app())
+    on_demand = OnDemandProber(Prober(ssl.create_default_context()).probe, 5.0)
+    app = app_with(on_demand)
+    query = f"target=http://127.0.0.1:{port}/"
+    with NoDescriptors():
+        status, _, body = call(app, "/probe", QUERY_STRING=query)
+    assert status == "503 Service Unavailable" and b"Too many open files" in body
+    assert call(app, "/probe", QUERY_STRING=query)[0] == "200 OK"
 
 
 class Shortages:
