@@ -3,7 +3,9 @@
 A probe opens a fresh connection for every hop (a monitor measures what a new visitor sees),
 times each phase the way the Prometheus blackbox exporter does, and turns every failure into
 data: a :class:`~daemon.model.ProbeResult` with one ``error_kind`` and a sentence a person can
-act on. It never raises.
+act on. It never raises for the target's sake: the one exception it lets through is
+:class:`~daemon.model.NoVerdict`, when this process itself ran out of descriptors or memory,
+which says nothing about the target (the scheduler retries shortly and records nothing).
 
 The whole probe, body included, runs under one ``gevent.Timeout``: a server that trickles one
 byte a second cannot hold it past its deadline. That needs cooperative sockets, so the process
