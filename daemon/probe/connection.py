@@ -256,6 +256,8 @@ class Trace:
 
     resolver: Resolver
     addresses: Addresses
+    # A DER certificate's expiry: certificate.not_after, or the prober's cache of it.
+    not_after: Callable[[bytes], float | None] = certificate.not_after
     resolve: float = 0.0
     connect: float = 0.0
     tls: float = 0.0
@@ -451,7 +453,8 @@ class TracedConnection(HTTPConnection):
         now = time.perf_counter()
         trace.tls += now - trace.connected_at
         trace.connected_at = now
-        expires = certificate.expiry(tls)  # verified or not (tls_verify=false)
+        der = tls.getpeercert(binary_form=True)  # verified or not (tls_verify=false)
+        expires = trace.not_after(der) if der else None
         if expires is not None:
             trace.cert_expiries.append(expires)
         return tls

@@ -15,6 +15,7 @@ must be monkey-patched by gevent before any I/O (``daemon/__main__.py`` does).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
 import ssl
 import time
@@ -26,6 +27,7 @@ import gevent
 from gevent import monkey
 
 from daemon.model import NoVerdict, ProbeResult, Target
+from daemon.probe import certificate
 from daemon.probe.certificate import make_unverified_context
 from daemon.probe.classify import ProbeFailure, classify
 from daemon.probe.connection import Address, Addresses, Resolver, Trace, system_resolver
@@ -98,6 +100,9 @@ class Prober:
             6: family_only(resolver, 6),
         }
         self._addresses = Addresses(allow_link_local)
+        # A server sends the same certificate to every visitor until it renews it: its
+        # expiry is read from the DER bytes once (bounded), not at every handshake.
+        self._not_after = functools.lru_cache(maxsize=1024)(certificate.not_after)
         self._default_timeout = default_timeout
         self._cooperative = monkey.is_module_patched("socket")
         # Keyed weakly: a target that left the list (and every greenlet) leaves the cache too.
@@ -129,7 +134,7 @@ class Prober:
         started_at = time.time()
         started = time.perf_counter()
         timeout = target.timeout or self._default_timeout
-        trace = Trace(self._resolvers[target.ip], self._addresses)
+        trace = Trace(self._resolvers[target.ip], self._addresses, self._not_after)
         outcome = Outcome()
         deadline = gevent.Timeout(timeout)
         deadline.start()
