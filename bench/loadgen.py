@@ -3,7 +3,8 @@
 Its own process (pinned away from the exporter) so its CPU is not counted as the exporter's,
 and a single-threaded ``selectors`` loop over raw sockets so that it is cheap enough to keep
 the exporter saturated. Prints one JSON line: probes sent, probes that succeeded, seconds.
-Usage: loadgen.py EXPORTER_PORT TARGET_PORT COUNT CONCURRENCY TIME_LIMIT
+Usage: loadgen.py EXPORTER_PORT TARGET_PORT COUNT CONCURRENCY TIME_LIMIT [https]
+(with ``https``, the targets are https URLs probed with the module ``https_2xx``)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 
 def main() -> None:
     bb_port, target_port, count, concurrency, limit = (int(a) for a in sys.argv[1:6])
+    https = sys.argv[6:7] == ["https"]
+    scheme, module = ("https", "https_2xx") if https else ("http", "http_2xx")
     selector = selectors.DefaultSelector()
     state = {"next": 0, "ok": 0, "done": 0}
     buffers: dict[socket.socket, bytearray] = {}
@@ -26,9 +29,9 @@ def main() -> None:
         if index >= count:
             return False
         state["next"] += 1
-        target = f"http://127.0.0.1:{target_port}/bb/{index}"
+        target = f"{scheme}://127.0.0.1:{target_port}/bb/{index}"
         sock.sendall(
-            f"GET /probe?module=http_2xx&target={target} HTTP/1.1\r\n"
+            f"GET /probe?module={module}&target={target} HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{bb_port}\r\n\r\n".encode()
         )
         buffers[sock] = bytearray()

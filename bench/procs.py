@@ -178,8 +178,24 @@ http {{
         wait_until(lambda: http_get(port, "/ready")[0] == 200, 10, "nginx")
         return port, tls_port, root / "ca.pem"
 
-    def blackbox(self, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
+    def blackbox(
+        self, cpu: int | None, ca_file: Path | None = None
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        """The exporter with ``http_2xx`` and, given ``ca_file``, ``https_2xx``: the same
+        module, verifying the server's certificate against that CA, as upcheck does."""
         port = free_port()
+        https = (
+            "  https_2xx:\n"
+            "    prober: http\n"
+            "    timeout: 5s\n"
+            "    http:\n"
+            "      preferred_ip_protocol: ip4\n"
+            "      ip_protocol_fallback: false\n"
+            "      tls_config:\n"
+            f"        ca_file: {ca_file}\n"
+            if ca_file is not None
+            else ""
+        )
         conf = self.workdir / "blackbox.yml"
         conf.write_text(
             "modules:\n"
@@ -188,7 +204,7 @@ http {{
             "    timeout: 5s\n"
             "    http:\n"
             "      preferred_ip_protocol: ip4\n"
-            "      ip_protocol_fallback: false\n"
+            "      ip_protocol_fallback: false\n" + https
         )
         proc = self.start(
             "blackbox",

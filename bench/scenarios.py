@@ -122,19 +122,22 @@ def upcheck_saturated(env: Env, checkout: Path, https: bool = False) -> dict[str
     }
 
 
-def blackbox_saturated(env: Env, probes: int) -> dict[str, float]:
-    """The exporter driven through /probe at the same concurrency for ``probes`` distinct URLs."""
-    proc, port = env.procs.blackbox(env.prober_cpu)
+def blackbox_saturated(env: Env, probes: int, https: bool = False) -> dict[str, float]:
+    """The exporter driven through /probe at the same concurrency for ``probes`` distinct URLs,
+    over plain http or (``https``) over the same https port as upcheck, verifying against the
+    same CA (module ``https_2xx``)."""
+    proc, port = env.procs.blackbox(env.prober_cpu, env.ca_file)
     try:
         limit = 120
         argv = [
             sys.executable,
             str(HERE / "loadgen.py"),
             str(port),
-            str(env.nginx_port),
+            str(env.nginx_tls_port if https else env.nginx_port),
             str(int(probes)),
             str(CONCURRENCY),
             str(limit),
+            *(["https"] if https else []),
         ]
         cpu0, t0, busy0 = cpu_seconds(proc.pid), time.monotonic(), machine_busy_seconds()
         run = subprocess.run(

@@ -151,3 +151,9 @@ class ProbeResult:
     error: Shown | None  # one line, credentials masked (daemon.probe.classify.readable)
     started_at: float  # unix time
     attempts: int = 1  # probes made for this result: 1 + the retries used
+
+
+class NoVerdict(Exception):
+    """A probe that could not be made for want of this process's own resources (file
+    descriptors, socket buffers, memory), raised instead of a :class:`ProbeResult`: it says
+    nothing about the target, so nothing is recorded and the scheduler tries again shortly."""

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from gevent.lock import BoundedSemaphore
 
 from daemon.logs import event
-from daemon.model import ProbeResult, Target
+from daemon.model import NoVerdict, ProbeResult, Target
 from daemon.redact import redact_text
 from daemon.sources.parse import check_url
 
@@ -106,6 +106,9 @@ class OnDemandProber:
             )
         try:
             result = self._probe(subject)
+        except NoVerdict as exc:  # the daemon's own shortage says nothing about the target
+            log.warning(event("probe_resource_error", target=subject.display_url, error=str(exc)))
+            raise ProbeRequestError("503 Service Unavailable", f"not probed: {exc}") from None
         finally:
             self._slots.release()
         if log.isEnabledFor(logging.DEBUG):

@@ -1,6 +1,7 @@
 """The composition root: builds every part, hands each its dependencies, and runs them,
 forever (until SIGTERM) or once. Signals, the shutdown budget and process-wide policy (the
-garbage collector) live here too; no other module wires objects or reaches for a global.
+garbage collector, the open files limit) live here too; no other module wires objects or
+reaches for a global.
 
 Data flows one way: targets source -> scheduler -> probe -> results store -> outputs.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import resource
 import signal
 import sys
 import time
@@ -19,7 +21,6 @@ from types import TracebackType
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
-from gevent.pywsgi import WSGIServer
 from prometheus_client import disable_created_metrics
 
 from daemon import __version__
@@ -36,6 +37,7 @@ from daemon.probe.prober import Prober
 from daemon.probe_endpoint import OnDemandProber
 from daemon.redact import redact_text
 from daemon.scheduler import Scheduler
+from daemon.server import RESERVED_FDS, HttpServer, connection_cap
 from daemon.settings import ConfigError, Settings, load
 from daemon.sharding import rendezvous
 from daemon.sharding.membership import (
@@ -158,6 +160,23 @@ def _described(kind: type[BaseException], value: object) -> str:
     return redact_text(f"{kind.__name__}: {value}" if value is not None else kind.__name__)
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard one, and return the limit in force.
+
+    Every probe in flight holds a socket, and so does every HTTP connection: the soft limit
+    (often 1024) is a default for interactive shells, not a budget for a monitor.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard  # Linux's default nr_open
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (OSError, ValueError):
+        return soft
+    return wanted
+
+
 def _yield() -> None:
     """Let other greenlets (probes) run while a long document is being built."""
     gevent.sleep(0)
@@ -201,7 +220,7 @@ class Daemon:
             Publisher(sink, self.snapshot, self.telemetry, self.clock, settings.publish_interval)
             for sink in self.sinks
         ]
-        self.exposition = Exposition(self.store, self.telemetry)
+        self.exposition = Exposition(self.store, self.telemetry, pause=_yield)
         # GET /probe (--probe-endpoint): the same prober, results never stored.
         self.on_demand = (
             OnDemandProber(self.prober.probe, settings.timeout) if settings.probe_endpoint else None
@@ -387,11 +406,11 @@ class Daemon:
 
 def run_forever(daemon: Daemon) -> int:
     settings = daemon.settings
-    server = WSGIServer(
+    fd_limit = raise_fd_limit()
+    server = HttpServer(
         (settings.listen_host, settings.listen_port),
         daemon.app(),
-        log=None,
-        error_log=logging.getLogger("daemon.http"),
+        max_connections=connection_cap(fd_limit, settings.concurrency),
     )
     try:
         server.start()
@@ -411,8 +430,19 @@ def run_forever(daemon: Daemon) -> int:
             results=settings.results or "off",
             cloudwatch=settings.cloudwatch_namespace or "off",
             probe_endpoint="on" if settings.probe_endpoint else "off",
+            fd_limit=fd_limit,
+            max_connections=server.max_connections,
         )
     )
+    if fd_limit < settings.concurrency + RESERVED_FDS + server.max_connections:
+        log.warning(
+            event(
+                "fd_limit_low",
+                fd_limit=fd_limit,
+                concurrency=settings.concurrency,
+                advice="raise the open files limit (ulimit -n) or lower --concurrency",
+            )
+        )
     # Signals first: a SIGTERM that arrives while the first load still waits on S3 must
     # still stop the daemon cleanly.
     stopping = Event()
@@ -462,6 +492,7 @@ def run_forever(daemon: Daemon) -> int:
 
 
 def run_once(daemon: Daemon) -> int:
+    raise_fd_limit()
     try:
         fetched = daemon.source.fetch(None)
         assert fetched is not None
@@ -482,7 +513,13 @@ def run_once(daemon: Daemon) -> int:
     all_up = True
     for state in daemon.store.states():
         result = state.last
-        assert result is not None
+        if result is None:  # no verdict: this process ran short of descriptors (logged)
+            all_up = False
+            print(
+                f"SKIP {'-':>3} {'-':>9}  {state.target.name}  {state.target.display_url}"
+                "  not probed: the daemon ran out of file descriptors or memory"
+            )
+            continue
         all_up &= result.up
         status = result.status_code if result.status_code is not None else "-"
         verdict = "UP  " if result.up else "DOWN"

@@ -39,7 +39,7 @@ from gevent.lock import BoundedSemaphore
 
 from daemon.clock import Clock
 from daemon.logs import event
-from daemon.model import ProbeResult, Target
+from daemon.model import NoVerdict, ProbeResult, Target
 from daemon.store import ResultsStore
 from daemon.telemetry import Telemetry
 
@@ -55,6 +55,9 @@ RESTART_WINDOW = 600.0
 # What ends a greenlet of ours as a crash: gevent.Timeout is a BaseException, and one leaking
 # from a probe must not end its target's schedule. GreenletExit (stop, remove) is no crash.
 _CRASHES = (Exception, gevent.Timeout)
+# Seconds before each new attempt of a probe this process could not make (NoVerdict: out of
+# descriptors or memory); after the last one the target keeps its state until its next slot.
+RETRY_AFTER_SHORTAGE = (0.5, 1.0, 2.0, 4.0)
 
 
 class _Entry:
@@ -287,7 +290,10 @@ class Scheduler:
         telemetry = self._telemetry
         telemetry.probe_started(self._clock.monotonic() - due)
         try:
-            result = self._probe(target)
+            result = self._verdict(target)
+            if result is None:  # no verdict: nothing recorded, the target keeps its state
+                telemetry.probe_abandoned()
+                return
             self._last_progress = self._clock.monotonic()
             previous = self._store.get(target.url)
             was_up = (
@@ -303,6 +309,28 @@ class Scheduler:
             telemetry.probe_finished("crash")
             raise
         telemetry.probe_finished(result.error_kind or "success")
+
+    def _verdict(self, target: Target) -> ProbeResult | None:
+        """The probe's result; None when this process lacked the descriptors or memory to make
+        it, even after a few short waits. The slot stays held meanwhile: when descriptors are
+        short, fewer probes at once is what helps."""
+        for wait in (*RETRY_AFTER_SHORTAGE, None):
+            try:
+                return self._probe(target)
+            except NoVerdict as exc:
+                self._telemetry.probe_resource_errors.inc()
+                log.warning(
+                    event(
+                        "probe_resource_error",
+                        target=target.display_url,
+                        name=target.name,
+                        error=str(exc),
+                        retry_in="next slot" if wait is None else f"{wait:g}s",
+                    )
+                )
+                if wait is not None:
+                    self._clock.sleep(wait)
+        return None
 
     @staticmethod
     def _log_transition(target: Target, result: ProbeResult, was_up: bool | None) -> None:

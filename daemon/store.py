@@ -401,6 +401,7 @@ class ResultsStore:
         self._states: dict[str, TargetState] = {}
         self._listeners: list[ResultListener] = []
         self.generation = 0  # bumps whenever the set of targets changes
+        self.version = 0  # bumps whenever anything changes: the set of targets or a result
 
     def subscribe(self, listener: ResultListener) -> None:
         """Call ``listener`` with every new result (e.g. to aggregate between two pushes)."""
@@ -409,16 +410,19 @@ class ResultsStore:
     def add(self, target: Target) -> None:
         self._states[target.url] = TargetState(target)
         self.generation += 1
+        self.version += 1
 
     def remove(self, url: str) -> None:
         if self._states.pop(url, None) is not None:
             self.generation += 1
+            self.version += 1
 
     def record(self, target: Target, result: ProbeResult) -> None:
         state = self._states.get(target.url)
         if state is None or state.target is not target:
             return  # the target was removed or replaced while this probe ran
         state.record(result)
+        self.version += 1
         for listener in self._listeners:
             listener(target, result)
 

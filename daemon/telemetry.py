@@ -83,6 +83,12 @@ class Telemetry:
             registry=r,
         )
         self.in_flight = Gauge("upcheck_probes_in_flight", "Probes running now.", registry=r)
+        self.probe_resource_errors = Counter(
+            "upcheck_probe_resource_errors",
+            "Probe attempts this process could not make for want of its own file descriptors,"
+            " socket buffers or memory; no result was recorded and the probe was tried again.",
+            registry=r,
+        )
         self.sink_errors = Counter(
             "upcheck_sink_errors",
             "Failed attempts to write to a sink.",

@@ -8,14 +8,13 @@ each kind of results file lives here too (:func:`results_answer`).
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
 from daemon.logs import event
 from daemon.model import ProbeResult
-from daemon.outputs.exposition import CONTENT_TYPE, Scrape, render_probe
+from daemon.outputs.exposition import CONTENT_TYPE, Scrape, gzip_chunks, render_probe
 from daemon.outputs.page import POLICY
 from daemon.outputs.results_file import LocalResultsFile, S3ResultsFile
 from daemon.probe_endpoint import ProbeRequestError
@@ -66,14 +65,6 @@ def results_answer(
         except OSError:
             pass  # removed or replaced behind our back (the publisher says so): build it now
     return "200 OK", [*_JSON, ("X-Upcheck-Results", "live")], live()
-
-
-def _gzip(chunks: Iterable[bytes]) -> bytes:
-    """gzip, level 1 (a scrape is compressed once and read once), chunk by chunk."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: with the gzip header
-    out = [compressor.compress(chunk) for chunk in chunks]
-    out.append(compressor.flush())
-    return b"".join(out)
 
 
 def accepts_gzip(header: str) -> bool:
@@ -142,9 +133,13 @@ def create_app(
         body = metrics()
         headers = [("Content-Type", CONTENT_TYPE), ("Vary", "Accept-Encoding")]
         if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
-            zipped = _gzip([body] if isinstance(body, bytes) else body)
             headers.append(("Content-Encoding", "gzip"))
-            return "200 OK", headers, [zipped], len(zipped)
+            if isinstance(body, bytes):
+                zipped = gzip_chunks([body])
+                return "200 OK", headers, [zipped], len(zipped)
+            # A Scrape is shared by concurrent scrapers, and so is its compression.
+            chunks, length = body.gzipped_chunks()
+            return "200 OK", headers, chunks, length
         if isinstance(body, bytes):
             return "200 OK", headers, [body], len(body)
         return "200 OK", headers, body, body.length

@@ -434,6 +434,24 @@ def test_the_certificate_expiry_is_read_in_both_asn1_time_forms(servers, prober,
         assert result.cert_expiry == expires.timestamp()
 
 
+def test_one_prober_reports_each_servers_own_expiry_when_their_certificates_alternate(
+    servers, prober
+):
+    # The prober reads an expiry once per certificate: the answer must stay that server's.
+    first, second = (
+        datetime.datetime(2049, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        datetime.datetime(2050, 6, 7, 8, 9, 10, tzinfo=datetime.UTC),
+    )
+    ports = {
+        expires: servers.wsgi(srv.text_app(), tls=True, hostnames=("shop.test",), not_after=expires)
+        for expires in (first, second)
+    }
+    for expires in (first, second, first, second):
+        result = prober.probe(row(url=f"https://shop.test:{ports[expires]}/"))
+        assert result.up, result.error
+        assert result.cert_expiry == expires.timestamp()
+
+
 def test_a_der_walk_agrees_with_cryptography_and_refuses_garbage(ca):
     pem = ca.issue_cert("a.test").cert_chain_pems[0].bytes()
     cert = x509.load_pem_x509_certificate(pem)

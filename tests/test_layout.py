@@ -43,6 +43,7 @@ WIRED = {
     "StaticMembership",
     "EcsMembership",
     "OnDemandProber",
+    "HttpServer",
 }
 
 

@@ -90,12 +90,6 @@ def not_after(der: bytes) -> float | None:
         return None
 
 
-def expiry(sock: ssl.SSLSocket) -> float | None:
-    """When the certificate the server sent on ``sock`` expires, verified or not."""
-    der = sock.getpeercert(binary_form=True)
-    return not_after(der) if der else None
-
-
 def make_unverified_context() -> ssl.SSLContext:
     """The TLS context of rows with ``tls_verify=false``: any certificate, any name (the
     handshake still happens, and the certificate's expiry is still read). Built once."""

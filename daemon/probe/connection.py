@@ -4,11 +4,13 @@ An urllib3 connection that resolves names itself (timed, checked against the lin
 list before any packet is sent; an IP literal is used as is, with no resolver call), times
 connect and TLS separately with the one SSL context built at start, reads the leaf
 certificate's expiry, and closes its socket when the deadline strikes in the middle of connect
-or handshake.
+or handshake. When this process itself runs out of file descriptors, socket buffers or memory
+on the way, the probe has no verdict on the target: it raises :class:`~daemon.model.NoVerdict`.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import http.client
 import ipaddress
@@ -23,6 +25,7 @@ from typing import Any
 import gevent.resolver.ares
 from urllib3.connection import HTTPConnection
 
+from daemon.model import NoVerdict
 from daemon.probe import certificate, kernel_clock
 from daemon.probe.classify import (
     ProbeFailure,
@@ -30,6 +33,7 @@ from daemon.probe.classify import (
     connect_failure,
     dns_failure,
     handshake_failure,
+    os_reason,
 )
 
 # (family, sockaddr) pairs, as socket.getaddrinfo gives them.
@@ -44,6 +48,47 @@ BLOCKED_NETS = (
     ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
     ipaddress.ip_network("fd00:ec2::254/128"),  # EC2 metadata over IPv6
 )
+# What this process (or the machine) ran out of, not what the target did: descriptors (per
+# process, system-wide), socket buffers, memory.
+OWN_RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+def shortage(exc: BaseException, doing: str) -> NoVerdict | None:
+    """:class:`NoVerdict` when ``exc`` says this process ran short of its own resources while
+    ``doing`` something for a probe; None for any other error (the target's to answer for)."""
+    if isinstance(exc, socket.gaierror):
+        # A resolver's codes (EAI_*, c-ares's ARES_*) are no errno values: ARES_ETIMEOUT is
+        # ENOMEM's 12. And c-ares that cannot open its own socket only says it could not
+        # contact the name servers: whether a socket can be had now tells.
+        if exc.errno == socket.EAI_MEMORY:
+            return NoVerdict(f"{doing}: out of memory")
+        now = socket_shortage_now()
+        if now is None:
+            return None
+        exc = now
+    if isinstance(exc, OSError) and exc.errno in OWN_RESOURCE_ERRORS:
+        return NoVerdict(f"{doing}: {os_reason(exc)}")
+    return None
+
+
+def socket_shortage_now() -> OSError | None:
+    """The error opening a socket gives right now, if any."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()
+    except OSError as exc:
+        return exc
+    return None
+
+
+def open_socket(family: int) -> socket.socket:
+    """A new TCP socket; :class:`NoVerdict` when no descriptor (or memory) is left for it."""
+    try:
+        return socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        short = shortage(exc, "cannot open a socket")
+        if short is None:
+            raise
+        raise short from None
 
 
 def system_resolver(host: str, port: int) -> list[Address]:
@@ -211,6 +256,8 @@ class Trace:
 
     resolver: Resolver
     addresses: Addresses
+    # A DER certificate's expiry: certificate.not_after, or the prober's cache of it.
+    not_after: Callable[[bytes], float | None] = certificate.not_after
     resolve: float = 0.0
     connect: float = 0.0
     tls: float = 0.0
@@ -336,7 +383,8 @@ class TracedConnection(HTTPConnection):
         try:
             addresses = list(trace.resolver(endpoint.host, endpoint.port))
         except (OSError, UnicodeError) as exc:
-            raise dns_failure(endpoint.host, exc) from None
+            short = shortage(exc, f"cannot resolve {endpoint.host}")
+            raise (dns_failure(endpoint.host, exc) if short is None else short) from None
         finally:
             trace.resolve += time.perf_counter() - started
         if not addresses:
@@ -355,7 +403,7 @@ class TracedConnection(HTTPConnection):
         try:
             for family, sockaddr in allowed:
                 attempt_started = time.perf_counter()
-                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock = open_socket(family)
                 try:
                     sock.settimeout(self.timeout if isinstance(self.timeout, float) else None)
                     # No TCP_NODELAY: the request goes out in one write with nothing unacked
@@ -363,6 +411,9 @@ class TracedConnection(HTTPConnection):
                     sock.connect(sockaddr)
                 except OSError as exc:
                     sock.close()
+                    short = shortage(exc, "cannot connect")
+                    if short is not None:
+                        raise short from None
                     error = exc
                     continue
                 except BaseException:  # the deadline (gevent.Timeout) or a kill
@@ -402,7 +453,8 @@ class TracedConnection(HTTPConnection):
         now = time.perf_counter()
         trace.tls += now - trace.connected_at
         trace.connected_at = now
-        expires = certificate.expiry(tls)  # verified or not (tls_verify=false)
+        der = tls.getpeercert(binary_form=True)  # verified or not (tls_verify=false)
+        expires = trace.not_after(der) if der else None
         if expires is not None:
             trace.cert_expiries.append(expires)
         return tls

@@ -3,7 +3,9 @@
 A probe opens a fresh connection for every hop (a monitor measures what a new visitor sees),
 times each phase the way the Prometheus blackbox exporter does, and turns every failure into
 data: a :class:`~daemon.model.ProbeResult` with one ``error_kind`` and a sentence a person can
-act on. It never raises.
+act on. It never raises for the target's sake: the one exception it lets through is
+:class:`~daemon.model.NoVerdict`, when this process itself ran out of descriptors or memory,
+which says nothing about the target (the scheduler retries shortly and records nothing).
 
 The whole probe, body included, runs under one ``gevent.Timeout``: a server that trickles one
 byte a second cannot hold it past its deadline. That needs cooperative sockets, so the process
@@ -13,6 +15,7 @@ must be monkey-patched by gevent before any I/O (``daemon/__main__.py`` does).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
 import ssl
 import time
@@ -23,7 +26,8 @@ from urllib.parse import urljoin, urlsplit
 import gevent
 from gevent import monkey
 
-from daemon.model import ProbeResult, Target
+from daemon.model import NoVerdict, ProbeResult, Target
+from daemon.probe import certificate
 from daemon.probe.certificate import make_unverified_context
 from daemon.probe.classify import ProbeFailure, classify
 from daemon.probe.connection import Address, Addresses, Resolver, Trace, system_resolver
@@ -96,6 +100,9 @@ class Prober:
             6: family_only(resolver, 6),
         }
         self._addresses = Addresses(allow_link_local)
+        # A server sends the same certificate to every visitor until it renews it: its
+        # expiry is read from the DER bytes once (bounded), not at every handshake.
+        self._not_after = functools.lru_cache(maxsize=1024)(certificate.not_after)
         self._default_timeout = default_timeout
         self._cooperative = monkey.is_module_patched("socket")
         # Keyed weakly: a target that left the list (and every greenlet) leaves the cache too.
@@ -107,7 +114,8 @@ class Prober:
     def probe(self, target: Target) -> ProbeResult:
         """Probe ``target``, each attempt within its deadline: once, and again at once on a
         fresh connection after a failure, up to the row's ``retries``. The result is the last
-        attempt's, with the number of attempts. Never raises (but for GreenletExit)."""
+        attempt's, with the number of attempts. Never raises, but for GreenletExit and
+        :class:`NoVerdict` (this process ran out of descriptors or memory: no result at all)."""
         result = self._attempt(target)
         attempts = 1
         while not result.up and attempts <= target.retries:
@@ -126,7 +134,7 @@ class Prober:
         started_at = time.time()
         started = time.perf_counter()
         timeout = target.timeout or self._default_timeout
-        trace = Trace(self._resolvers[target.ip], self._addresses)
+        trace = Trace(self._resolvers[target.ip], self._addresses, self._not_after)
         outcome = Outcome()
         deadline = gevent.Timeout(timeout)
         deadline.start()
@@ -138,6 +146,8 @@ class Prober:
             outcome.fail("timeout", f"no complete answer within {timeout:g}s")
         except ProbeFailure as exc:
             outcome.fail(exc.kind, exc.message)
+        except NoVerdict:
+            raise  # not the target's failure: the scheduler records nothing and tries again
         except Exception as exc:
             outcome.fail(*classify(exc))
         finally:
