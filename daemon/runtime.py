@@ -342,17 +342,16 @@ class Daemon:
         seeded = 0
         for target in targets:
             entry = earlier.get((target.name, target.display_url))
-            state = self.store.get(target.url)
-            if entry is None or state is None:
+            if entry is None:
                 continue
             history = entry.get("history")
             streak = entry.get("consecutive_failures")
-            state.seed(
+            seeded += self.store.seed(
+                target.url,
                 history if isinstance(history, list) else [],
                 streak if isinstance(streak, int) else 0,
                 entry.get("uptime_buckets"),
             )
-            seeded += 1
         if seeded:
             log.info(event("history_carried_over", targets=seeded))
 

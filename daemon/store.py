@@ -429,6 +429,25 @@ class ResultsStore:
     def get(self, url: str) -> TargetState | None:
         return self._states.get(url)
 
+    def seed(
+        self,
+        url: str,
+        history: Sequence[float | None],
+        consecutive_failures: int,
+        uptime_buckets: Any = None,
+    ) -> bool:
+        """Carry an earlier owner's results over to ``url`` (see :meth:`TargetState.seed`);
+        False if the target is not in the store."""
+        state = self._states.get(url)
+        if state is None:
+            return False
+        probed = state.last is not None
+        state.seed(history, consecutive_failures, uptime_buckets)
+        if probed:  # its streak may have changed: /metrics must render it again
+            state.version += 1
+            self.version += 1
+        return True
+
     def states(self) -> Iterator[TargetState]:
         return iter(list(self._states.values()))
 

@@ -12,9 +12,11 @@ import zlib
 
 import boto3
 import pytest
+from prometheus_client import CollectorRegistry
 
 from daemon.model import ProbeResult, Target
 from daemon.outputs.document import Snapshot, build_document
+from daemon.outputs.exposition import Exposition
 from daemon.runtime import Daemon
 from daemon.settings import load
 from daemon.store import (
@@ -23,6 +25,7 @@ from daemon.store import (
     TargetState,
     decode_buckets,
 )
+from daemon.telemetry import Telemetry
 from tests.daemon_process import DaemonProcess
 from tests.support import MotoServer, wait_until
 
@@ -205,6 +208,20 @@ def test_probes_made_while_the_results_were_read_back_come_after_them_and_count_
     still_down.seed(carried["history"], 5, carried["uptime_buckets"])
     assert still_down.consecutive_failures == 7
     assert still_down.uptime(T0 + 120)["1h"] == 0.0
+
+
+def test_a_streak_carried_over_after_the_first_probe_shows_in_metrics_at_once():
+    store = store_of(("x", [(False, T0)]))
+    exposition = Exposition(store, Telemetry(CollectorRegistry()))
+
+    def streak() -> str:
+        text = bytes(exposition.render()).decode()
+        return next(line for line in text.splitlines() if line.startswith("upcheck_consec"))
+
+    assert streak().endswith(" 1")  # rendered, and cached on the state's version
+    assert store.seed("http://127.0.0.1/x", [None] * 4, 4)
+    assert streak().endswith(" 5")
+    assert not store.seed("http://127.0.0.1/gone", [], 0)
 
 
 def test_what_was_carried_over_is_counted_once():
