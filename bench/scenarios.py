@@ -524,7 +524,7 @@ def _full_history_document(rows: list[tuple[str, str]], down: set[str], now: flo
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def _window(pid: int, port: int, seconds: float, during=None, every: float = 0.0):
+def _lateness_window(pid: int, port: int, seconds: float, during=None, every: float = 0.0):
     """Over ``seconds``: p99 of the probes' lateness, the daemon's CPU share, and how many times
     ``during()`` ran (called in a loop, ``every`` seconds apart at most; bounded by the
     window)."""
@@ -620,14 +620,14 @@ def page(env: Env, checkout: Path, targets: int = 50_000, interval: float = 60.0
             assert status == 200, status
             fetched.append((seconds, len(body)))
 
-        quiet = _window(proc.pid, port, window)
+        quiet = _lateness_window(proc.pid, port, window)
         figures["lateness_p99_quiet_s"], figures["cpu_share_quiet"], _ = quiet
         # A browser (or several) refreshing every second, 15-60 times the page's own rate:
         # each fetch after the 5 s cache expired builds the page again.
-        slow = _window(proc.pid, port, window, fetch, every=1.0)
+        slow = _lateness_window(proc.pid, port, window, fetch, every=1.0)
         figures["lateness_p99_page_1s_s"], figures["cpu_share_page_1s"], _ = slow
         # Back to back: mostly the cached page served over and over.
-        tight = _window(proc.pid, port, window, fetch)
+        tight = _lateness_window(proc.pid, port, window, fetch)
         figures["lateness_p99_page_loop_s"], figures["cpu_share_page_loop"] = tight[:2]
         figures["page_fetches_loop"] = tight[2]
         figures["page_get_s_max"] = max(s for s, _ in fetched)
