@@ -27,7 +27,9 @@ locals {
   cluster_name = var.name
 
   log_group_name = "/ecs/${var.name}"
-  https_enabled  = var.domain_name != ""
+
+  # WAF follows the exposure unless set: on for a public ALB (always), off for an internal one.
+  enable_waf = var.enable_waf == null ? !var.alb_internal : var.enable_waf
 
   # CloudWatch alarm periods must be whole minutes; the daemon pushes once per publish interval.
   alarm_period = max(60, ceil(var.publish_interval / 60) * 60)
@@ -111,9 +113,11 @@ module "load_balancer" {
 
   name                = var.name
   vpc_id              = module.network.vpc_id
-  public_subnet_ids   = module.network.public_subnet_ids
+  subnet_ids          = var.alb_internal ? module.network.private_subnet_ids : module.network.public_subnet_ids
   ingress_cidrs       = var.alb_ingress_cidrs
   internal            = var.alb_internal
+  authentication      = var.alb_authentication
+  oidc_client_secret  = var.alb_oidc_client_secret
   deletion_protection = var.alb_deletion_protection
   access_logs_bucket  = module.storage.logs_bucket
   container_port      = 8080
@@ -121,7 +125,7 @@ module "load_balancer" {
   domain_name         = var.domain_name
   route53_zone_id     = var.route53_zone_id
   certificate_arn     = var.certificate_arn
-  enable_waf          = var.enable_waf
+  enable_waf          = local.enable_waf
   waf_rate_limit      = var.waf_rate_limit
   kms_key_arn         = module.encryption.key_arn
   log_retention_days  = var.log_retention_days

@@ -64,7 +64,7 @@ variable "nat_gateway_per_az" {
 # Load balancer and HTTPS
 # ---------------------------------------------------------------------------------------------
 variable "domain_name" {
-  description = "Host name for the status page (for example status.example.com). Empty: the ALB serves plain HTTP on its own DNS name. Set: HTTPS with an ACM certificate and an HTTP->HTTPS redirect."
+  description = "Host name for the status page (for example status.example.com). With it (or certificate_arn) the ALB serves HTTPS with an ACM certificate and redirects HTTP there. Empty and no certificate_arn: an internal ALB serves plain HTTP inside the VPC only."
   type        = string
   default     = ""
 
@@ -86,7 +86,7 @@ variable "route53_zone_id" {
 }
 
 variable "certificate_arn" {
-  description = "ARN of an existing ACM certificate for domain_name. Leave empty to have one created (then route53_zone_id is required for DNS validation)."
+  description = "ARN of an existing ACM certificate (same region) for the HTTPS listener. Empty with a domain_name: one is created and validated through route53_zone_id."
   type        = string
   default     = ""
 
@@ -101,11 +101,10 @@ variable "certificate_arn" {
   }
 }
 
-# Required, with no default: the page, /metrics and /results show every monitored URL with its
-# errors and hand out presigned links to the results, so opening them to the internet must be a
-# decision, not a default.
+# Required, with no default: even an internal ALB should admit only the networks that need the
+# page (the VPC, a VPN, peered ranges).
 variable "alb_ingress_cidrs" {
-  description = "Required. IPv4 CIDR blocks allowed to reach the load balancer: office or VPN ranges, the VPC's own range with alb_internal = true, or [\"0.0.0.0/0\"] to make the status page, /metrics and /results public on purpose."
+  description = "Required. IPv4 CIDR blocks allowed to reach the load balancer: the VPC's own range, VPN or peered ranges for the internal ALB (the default); office ranges or [\"0.0.0.0/0\"] for a public one (which also needs HTTPS and alb_authentication)."
   type        = list(string)
 
   validation {
@@ -114,10 +113,71 @@ variable "alb_ingress_cidrs" {
   }
 }
 
+# Private by default. The page and /results list every monitored URL with its errors and hand
+# out presigned links to the results: on the internet they must sit behind HTTPS and a login.
 variable "alb_internal" {
-  description = "Make the load balancer internal (reachable only from inside the VPC and peered networks)."
+  description = "Internal load balancer (the default): no public address, reachable from the VPC and the networks peered or VPN-connected to it. false makes it internet-facing, which requires HTTPS (domain_name or certificate_arn) and alb_authentication."
   type        = bool
-  default     = false
+  default     = true
+
+  validation {
+    condition     = var.alb_internal || ((var.domain_name != "" || var.certificate_arn != "") && var.alb_authentication.type != "none")
+    error_message = "A public load balancer (alb_internal = false) needs HTTPS (domain_name or certificate_arn) and alb_authentication (type \"oidc\" or \"cognito\"): the page and /results expose every URL and presigned links to the results."
+  }
+}
+
+variable "alb_authentication" {
+  description = "Who may use the HTTPS listener: type \"none\" (only allowed on an internal ALB), \"oidc\" (any OpenID Connect provider: set oidc and alb_oidc_client_secret) or \"cognito\" (set cognito). Every path but /metrics (always 404 at the ALB) passes the ALB's authenticate action first, /results and its presigned links included."
+  type = object({
+    type = string
+    oidc = optional(object({
+      issuer                 = string
+      authorization_endpoint = string
+      token_endpoint         = string
+      user_info_endpoint     = string
+      client_id              = string
+      scope                  = optional(string, "openid")
+    }))
+    cognito = optional(object({
+      user_pool_arn       = string
+      user_pool_client_id = string
+      user_pool_domain    = string
+    }))
+    session_timeout = optional(number, 28800)
+  })
+  default = { type = "none" }
+
+  validation {
+    condition     = contains(["none", "oidc", "cognito"], var.alb_authentication.type)
+    error_message = "alb_authentication.type must be \"none\", \"oidc\" or \"cognito\"."
+  }
+
+  validation {
+    condition     = var.alb_authentication.type != "oidc" || var.alb_authentication.oidc != null
+    error_message = "alb_authentication.type = \"oidc\" needs alb_authentication.oidc (issuer, endpoints, client_id)."
+  }
+
+  validation {
+    condition     = var.alb_authentication.type != "cognito" || var.alb_authentication.cognito != null
+    error_message = "alb_authentication.type = \"cognito\" needs alb_authentication.cognito (user_pool_arn, user_pool_client_id, user_pool_domain)."
+  }
+
+  validation {
+    condition     = var.alb_authentication.type == "none" || var.domain_name != "" || var.certificate_arn != ""
+    error_message = "ALB authentication runs on the HTTPS listener only: set domain_name or certificate_arn too."
+  }
+}
+
+variable "alb_oidc_client_secret" {
+  description = "Client secret of the OIDC application (alb_authentication.type = \"oidc\"). Pass it as TF_VAR_alb_oidc_client_secret from a secret store, never in a committed file; it is stored in the Terraform state, which must be encrypted."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alb_authentication.type != "oidc" || var.alb_oidc_client_secret != ""
+    error_message = "alb_authentication.type = \"oidc\" needs alb_oidc_client_secret."
+  }
 }
 
 variable "alb_deletion_protection" {
@@ -127,9 +187,14 @@ variable "alb_deletion_protection" {
 }
 
 variable "enable_waf" {
-  description = "Attach an AWS WAF web ACL (AWS managed common, known-bad-inputs and IP reputation rules, plus a per-IP rate limit) to the load balancer."
+  description = "Attach an AWS WAF web ACL (AWS managed common, known-bad-inputs and IP reputation rules, plus a per-IP rate limit) to the load balancer. null (the default): on for a public ALB, off for an internal one. A public ALB always has it."
   type        = bool
-  default     = true
+  default     = null
+
+  validation {
+    condition     = var.alb_internal || var.enable_waf != false
+    error_message = "A public load balancer always has WAF: leave enable_waf unset (null) or true."
+  }
 }
 
 variable "waf_rate_limit" {

@@ -41,6 +41,19 @@ TFVARS = {
 }
 APPLY_TIMEOUT = 480
 
+# The public exposure: internet-facing only with HTTPS and an OIDC login in front (planned, not
+# applied: moto cannot validate the certificate). The secret is a test value.
+OIDC = {
+    "type": "oidc",
+    "oidc": {
+        "issuer": "https://login.example.com",
+        "authorization_endpoint": "https://login.example.com/authorize",
+        "token_endpoint": "https://login.example.com/token",
+        "user_info_endpoint": "https://login.example.com/userinfo",
+        "client_id": "upcheck-status-page",
+    },
+}
+
 
 class Stack:
     """An applied copy of the module and a way to talk to what it created."""
@@ -52,6 +65,7 @@ class Stack:
         self.moto = moto
         self.outputs: dict = {}
         self.https_plan: dict = {}
+        self.state: dict = {}
         self._session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
         )
@@ -87,7 +101,15 @@ def stack(terraform, tmp_path_factory, checkov_install):
             ]
             .split("/")[-1]
         )
-        https_vars = {**TFVARS, "domain_name": "status.example.com", "route53_zone_id": zone}
+        https_vars = {
+            **TFVARS,
+            "alb_internal": False,
+            "alb_ingress_cidrs": ["0.0.0.0/0"],
+            "domain_name": "status.example.com",
+            "route53_zone_id": zone,
+            "alb_authentication": OIDC,
+            "alb_oidc_client_secret": "test-only-secret",
+        }
         for directory, tfvars in ((workdir, TFVARS), (https_dir, https_vars)):
             (directory / "override.tf").write_text(override)
             (directory / "test.auto.tfvars.json").write_text(json.dumps(tfvars))
@@ -103,6 +125,7 @@ def stack(terraform, tmp_path_factory, checkov_install):
         )
         outputs = json.loads(deployed.tf("output", "-json").stdout)
         deployed.outputs = {name: item["value"] for name, item in outputs.items()}
+        deployed.state = json.loads(deployed.tf("show", "-json").stdout)
         deployed.https_plan = https_plan.result(timeout=APPLY_TIMEOUT)
 
         yield deployed
@@ -248,6 +271,12 @@ def test_service_runs_in_private_subnets_behind_the_alb(stack):
     assert [p for p in task_sg["IpPermissions"] if p.get("IpRanges")] == []
     (alb,) = elbv2.describe_load_balancers(Names=["upcheck"])["LoadBalancers"]
     assert sources == [(8080, alb["SecurityGroups"][0])]
+    # Private by default: an internal ALB, in the private subnets, with no public address.
+    assert alb["Scheme"] == "internal"
+    alb_subnets = ec2.describe_subnets(SubnetIds=[z["SubnetId"] for z in alb["AvailabilityZones"]])
+    assert {
+        t["Value"] for s in alb_subnets["Subnets"] for t in s["Tags"] if t["Key"] == "Tier"
+    } == {"private"}
     # The load balancer admits exactly the CIDRs it was given (no default opens it wider).
     (alb_sg,) = ec2.describe_security_groups(GroupIds=alb["SecurityGroups"])["SecurityGroups"]
     ranges = {r["CidrIp"] for p in alb_sg["IpPermissions"] for r in p.get("IpRanges", [])}
@@ -430,9 +459,77 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     assert "DesiredTaskCount" in dashboard["DashboardBody"]
 
 
-def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):
+def test_the_metrics_path_is_never_forwarded_by_the_load_balancer(stack):
+    elbv2 = stack.client("elbv2")
+    (alb,) = elbv2.describe_load_balancers(Names=["upcheck"])["LoadBalancers"]
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]
+    assert listener["Port"] == 80 and listener["Protocol"] == "HTTP"
+    rules = [r for r in elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]]
+    (metrics,) = [r for r in rules if not r["IsDefault"]]
+    assert metrics["Priority"] == "1"
+    (condition,) = metrics["Conditions"]
+    assert condition["Field"] == "path-pattern"
+    paths = condition.get("PathPatternConfig", {}).get("Values") or condition["Values"]
+    assert sorted(paths) == ["/metrics", "/metrics/*"]
+    (action,) = metrics["Actions"]
+    assert action["Type"] == "fixed-response"
+    assert action["FixedResponseConfig"]["StatusCode"] == "404"
+
+
+def _resources(values: dict) -> list[dict]:
+    """Every resource of a `terraform show -json` (state or planned values), modules included."""
+    found, modules = [], [values["root_module"]]
+    while modules:
+        module = modules.pop()
+        found += module.get("resources", [])
+        modules += module.get("child_modules", [])
+    return found
+
+
+def assert_public_only_behind_https_and_a_login(values: dict) -> None:
+    """The exposure rules, on any applied state or plan: an internet-facing ALB has HTTPS, an
+    authenticate action before anything is forwarded, WAF, and no plain listener that forwards;
+    every listener that forwards answers /metrics with a 404 first."""
+    resources = _resources(values)
+    by_type: dict[str, list[dict]] = {}
+    for resource in resources:
+        by_type.setdefault(resource["type"], []).append(resource.get("values", {}))
+    (lb,) = by_type["aws_lb"]
+    listeners = {
+        r["address"].rsplit(".", 1)[-1]: r.get("values", {})
+        for r in resources
+        if r["type"] == "aws_lb_listener"
+    }
+    forwarding = {
+        name: listener
+        for name, listener in listeners.items()
+        if any(a["type"] == "forward" for a in listener["default_action"])
+    }
+    assert forwarding, listeners
+    (rule,) = by_type["aws_lb_listener_rule"]
+    assert rule["action"][0]["type"] == "fixed-response"
+    assert rule["action"][0]["fixed_response"][0]["status_code"] == "404"
+    assert rule["condition"][0]["path_pattern"][0]["values"] == ["/metrics", "/metrics/*"]
+    if lb["internal"]:
+        return
+    assert set(forwarding) == {"https[0]"}, "a public ALB forwards on HTTPS only"
+    actions = sorted(forwarding["https[0]"]["default_action"], key=lambda a: a["order"])
+    assert actions[0]["type"] in {"authenticate-oidc", "authenticate-cognito"}, actions
+    assert actions[-1]["type"] == "forward"
+    assert listeners["http_redirect[0]"]["default_action"][0]["type"] == "redirect"
+    assert by_type.get("aws_wafv2_web_acl_association"), "a public ALB always has WAF"
+
+
+def test_the_applied_stack_keeps_the_exposure_rules(stack):
+    assert_public_only_behind_https_and_a_login(stack.state["values"])
+    (lb,) = [r for r in _resources(stack.state["values"]) if r["type"] == "aws_lb"]
+    assert lb["values"]["internal"] is True
+
+
+def test_a_public_load_balancer_is_planned_with_https_a_login_and_waf(stack):
     """HTTPS is planned, not applied: see the README note on moto and ACM validation."""
     plan = stack.https_plan
+    assert_public_only_behind_https_and_a_login(plan["planned_values"])
     changes = {c["address"]: c["change"]["actions"] for c in plan["resource_changes"]}
     lb = "module.load_balancer"
     assert changes[f"{lb}.aws_lb_listener.https[0]"] == ["create"]
@@ -443,9 +540,13 @@ def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):
     assert changes[f"{lb}.aws_route53_record.alias[0]"] == ["create"]
     assert any(a.startswith(f"{lb}.aws_route53_record.validation[") for a in changes)
     planned = {c["address"]: c["change"]["after"] for c in plan["resource_changes"]}
+    assert planned[f"{lb}.aws_lb.this"]["internal"] is False
     https = planned[f"{lb}.aws_lb_listener.https[0]"]
     assert https["port"] == 443 and https["protocol"] == "HTTPS"
     assert https["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
+    oidc = next(a for a in https["default_action"] if a["type"] == "authenticate-oidc")
+    assert oidc["authenticate_oidc"][0]["issuer"] == OIDC["oidc"]["issuer"]
+    assert oidc["authenticate_oidc"][0]["on_unauthenticated_request"] == "authenticate"
     redirect = planned[f"{lb}.aws_lb_listener.http_redirect[0]"]["default_action"][0]
     assert redirect["type"] == "redirect"
     assert redirect["redirect"][0]["protocol"] == "HTTPS"
@@ -456,3 +557,11 @@ def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):
         if address.startswith(f"{lb}.aws_vpc_security_group_ingress_rule.alb[")
     }
     assert ingress_ports == {80, 443}
+    # The client secret is sensitive: Terraform's output masks it.
+    (change,) = [
+        c for c in plan["resource_changes"] if c["address"] == f"{lb}.aws_lb_listener.https[0]"
+    ]
+    sensitive = [
+        a.get("authenticate_oidc") for a in change["change"]["after_sensitive"]["default_action"]
+    ]
+    assert any(s and s[0].get("client_secret") is True for s in sensitive), sensitive
