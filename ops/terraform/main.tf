@@ -67,7 +67,12 @@ module "prometheus" {
   source = "./modules/prometheus"
   count  = var.enable_amp ? 1 : 0
 
-  name = var.name
+  name              = var.name
+  region            = var.aws_region
+  rules_yaml        = file("${path.module}/../prometheus/alerts.yml")
+  alertmanager_yaml = file("${path.module}/../prometheus/alertmanager.yml")
+  alert_manager     = var.amp_alert_manager
+  sns_topic_arn     = module.monitoring.topic_arn
 }
 
 module "iam" {

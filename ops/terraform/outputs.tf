@@ -72,3 +72,8 @@ output "amp_remote_write_url" {
   description = "Remote-write URL of the AMP workspace (null without enable_amp)."
   value       = var.enable_amp ? module.prometheus[0].remote_write_url : null
 }
+
+output "amp_alertmanager_config" {
+  description = "Alertmanager configuration of the AMP workspace (null without enable_amp): every alert to the alarm topic, per-URL alerts muted while UpcheckEgressBroken fires."
+  value       = var.enable_amp ? module.prometheus[0].alertmanager_config : null
+}

@@ -470,7 +470,7 @@ variable "alarm_email" {
 }
 
 variable "alarm_targets_down_periods" {
-  description = "Consecutive publish periods with at least one URL down (TargetsDown >= 1) before the TargetsDown alarm fires."
+  description = "Length, in publish periods, of the window a URL must be down throughout to count as down for good: the targets-down alarm fires when more URLs are down for a whole window than in the window before (once per increase, so a URL that stays dead never hides a new failure)."
   type        = number
   default     = 5
 
@@ -498,6 +498,12 @@ variable "enable_amp" {
   description = "Create an Amazon Managed Service for Prometheus workspace and run an ADOT collector sidecar that scrapes the daemon's /metrics and remote-writes there."
   type        = bool
   default     = false
+}
+
+variable "amp_alert_manager" {
+  description = "With enable_amp: give the workspace an alert manager that sends the alerts of ops/prometheus/alerts.yml to the alarm SNS topic, with the inhibit rules of ops/prometheus/alertmanager.yml. false: the rules still run; route their alerts yourself."
+  type        = bool
+  default     = true
 }
 
 variable "adot_image" {

@@ -38,6 +38,8 @@ TFVARS = {
     # Several tasks sharing the list (shard = "ecs" by default). Moto records the service's
     # desired count but starts no Fargate task, so nothing runs.
     "desired_count": 3,
+    # Moto has no AMP alert manager API: the definition is planned (the public plan) instead.
+    "amp_alert_manager": False,
 }
 APPLY_TIMEOUT = 480
 
@@ -103,6 +105,7 @@ def stack(terraform, tmp_path_factory, checkov_install):
         )
         https_vars = {
             **TFVARS,
+            "amp_alert_manager": True,
             "alb_internal": False,
             "alb_ingress_cidrs": ["0.0.0.0/0"],
             "domain_name": "status.example.com",
@@ -415,6 +418,12 @@ def test_image_repository_is_immutable_and_scanned(stack):
     assert {r["selection"]["tagStatus"] for r in policy["rules"]} == {"untagged", "any"}
 
 
+def _metric_names(alarm: dict) -> set[str]:
+    if alarm.get("MetricName"):
+        return {alarm["MetricName"]}
+    return {q["MetricStat"]["Metric"]["MetricName"] for q in alarm["Metrics"] if "MetricStat" in q}
+
+
 def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     cloudwatch = stack.client("cloudwatch")
     alarms = {
@@ -422,28 +431,57 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
         for a in cloudwatch.describe_alarms(AlarmNames=stack.outputs["alarm_names"])["MetricAlarms"]
     }
     assert len(alarms) == 4
-    by_metric = {a["MetricName"]: a for a in alarms.values()}
-    assert set(by_metric) == {
-        "TargetsDown",
-        "TargetsLoadSuccess",
-        "TargetsTotal",
-        "RunningTaskCount",
+    by_name = {name.removeprefix("upcheck-"): alarm for name, alarm in alarms.items()}
+    assert set(by_name) == {
+        "targets-down",
+        "targets-file-invalid",
+        "daemon-silent",
+        "running-tasks",
     }
-    for metric in ("TargetsDown", "TargetsLoadSuccess", "TargetsTotal"):
-        alarm = by_metric[metric]
-        assert alarm["Namespace"] == "Upcheck"
-        assert alarm["Dimensions"] == [{"Name": "Application", "Value": "upcheck"}]
-    assert by_metric["TargetsDown"]["EvaluationPeriods"] == 5
-    assert by_metric["TargetsLoadSuccess"]["ComparisonOperator"] == "LessThanThreshold"
-    assert by_metric["TargetsLoadSuccess"]["Threshold"] == 1
+    assert _metric_names(by_name["targets-down"]) == {"TargetsDown"}
+    assert _metric_names(by_name["targets-file-invalid"]) == {"TargetsLoadSuccess"}
+    assert _metric_names(by_name["daemon-silent"]) == {"TargetsTotal", "DesiredTaskCount"}
+    assert _metric_names(by_name["running-tasks"]) == {"RunningTaskCount"}
+
+    invalid = by_name["targets-file-invalid"]
+    assert invalid["Namespace"] == "Upcheck"
+    assert invalid["Dimensions"] == [{"Name": "Application", "Value": "upcheck"}]
+    assert invalid["ComparisonOperator"] == "LessThanThreshold"
+    assert invalid["Threshold"] == 1
     # reload 60 s, period 60 s: one failed load touches at most 2 periods; 3 means two failed.
-    assert by_metric["TargetsLoadSuccess"]["EvaluationPeriods"] == 3
-    assert by_metric["TargetsLoadSuccess"]["DatapointsToAlarm"] == 3
-    assert by_metric["TargetsTotal"]["TreatMissingData"] == "breaching"
-    assert by_metric["RunningTaskCount"]["Namespace"] == "ECS/ContainerInsights"
+    assert invalid["EvaluationPeriods"] == 3
+    assert invalid["DatapointsToAlarm"] == 3
+
+    # A URL that stays dead must not hide the next one: the alarm is on the increase of the
+    # number of URLs down for a whole window (5 periods of 60 s), not on "at least one down".
+    down = by_name["targets-down"]
+    queries = {q["Id"]: q for q in down["Metrics"]}
+    stat = queries["down"]["MetricStat"]
+    assert stat["Stat"] == "Minimum" and stat["Period"] == 300
+    assert stat["Metric"]["Namespace"] == "Upcheck"
+    assert stat["Metric"]["Dimensions"] == [{"Name": "Application", "Value": "upcheck"}]
+    assert queries["newly_down"]["Expression"] == "DIFF(down)"
+    assert queries["newly_down"]["ReturnData"] is True
+    assert down["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert down["Threshold"] == 1
+    assert down.get("OKActions", []) == []
+
+    # Silence pages only while ECS wants tasks running (a paused service sends nothing).
+    silent = by_name["daemon-silent"]
+    queries = {q["Id"]: q for q in silent["Metrics"]}
+    assert queries["sent"]["MetricStat"]["Stat"] == "SampleCount"
+    desired = queries["desired"]["MetricStat"]["Metric"]
+    assert desired["Namespace"] == "ECS/ContainerInsights"
+    assert queries["silent_while_wanted"]["Expression"] == (
+        "IF(FILL(desired, 3) > 0 AND FILL(sent, 0) < 1, 1, 0)"
+    )
+    assert silent["TreatMissingData"] == "breaching"
+
+    running = by_name["running-tasks"]
+    assert running["Namespace"] == "ECS/ContainerInsights"
     # The threshold is the desired count (3 here), not "at least one".
-    assert by_metric["RunningTaskCount"]["Threshold"] == 3
-    assert by_metric["RunningTaskCount"]["ComparisonOperator"] == "LessThanThreshold"
+    assert running["Threshold"] == 3
+    assert running["ComparisonOperator"] == "LessThanThreshold"
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [stack.outputs["alarm_topic_arn"]]
 
@@ -565,3 +603,38 @@ def test_a_public_load_balancer_is_planned_with_https_a_login_and_waf(stack):
         a.get("authenticate_oidc") for a in change["change"]["after_sensitive"]["default_action"]
     ]
     assert any(s and s[0].get("client_secret") is True for s in sensitive), sensitive
+
+
+def test_the_alert_rules_run_in_the_workspace(stack):
+    amp = stack.client("amp")
+    workspace = stack.outputs["amp_workspace_id"]
+    (namespace,) = amp.list_rule_groups_namespaces(workspaceId=workspace)["ruleGroupsNamespaces"]
+    described = amp.describe_rule_groups_namespace(workspaceId=workspace, name=namespace["name"])
+    data = described["ruleGroupsNamespace"]["data"]
+    data = data.decode() if isinstance(data, bytes) else data
+    alerts_file = tf.MODULE.parent / "prometheus" / "alerts.yml"
+    assert yaml.safe_load(data) == yaml.safe_load(alerts_file.read_text())
+
+
+def test_the_alert_manager_routes_to_the_topic_and_inhibits_per_url_alerts(stack):
+    # Moto has no alert manager API: the configuration is read from the output of the applied
+    # stack, and the definition resource from the public plan, where it is created.
+    config = yaml.safe_load(stack.outputs["amp_alertmanager_config"])
+    (receiver,) = config["receivers"]
+    assert config["route"]["receiver"] == receiver["name"]
+    (sns,) = receiver["sns_configs"]
+    assert sns["topic_arn"] == stack.outputs["alarm_topic_arn"]
+    assert sns["sigv4"] == {"region": REGION}
+    example = yaml.safe_load((tf.MODULE.parent / "prometheus" / "alertmanager.yml").read_text())
+    assert config["inhibit_rules"] == example["inhibit_rules"]
+    changes = {c["address"]: c["change"]["actions"] for c in stack.https_plan["resource_changes"]}
+    definition = "module.prometheus[0].aws_prometheus_alert_manager_definition.this[0]"
+    assert changes[definition] == ["create"]
+    # The topic lets the alert manager of this account publish.
+    policy = json.loads(
+        stack.client("sns").get_topic_attributes(TopicArn=stack.outputs["alarm_topic_arn"])[
+            "Attributes"
+        ]["Policy"]
+    )
+    principals = [s["Principal"].get("Service") for s in policy["Statement"]]
+    assert "aps.amazonaws.com" in principals

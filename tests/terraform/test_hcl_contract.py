@@ -137,6 +137,14 @@ def test_desired_count_is_any_whole_number_and_zero_still_pauses():
     assert running["count"] == "${var.desired_count > 0 ? 1 : 0}"
     assert running["threshold"] == "${var.desired_count}"
     assert running["comparison_operator"] == "LessThanThreshold"
+    # Silence is no failure while paused: the silence alarm asks ECS (and, without its figure,
+    # this desired_count) whether tasks are wanted, and missing data breaches only if they are.
+    silent = alarm["silent"]
+    assert silent["treat_missing_data"] == '${var.desired_count > 0 ? "breaching" : "notBreaching"}'
+    (expression,) = [q for q in silent["metric_query"] if q.get("expression")]
+    assert expression["expression"] == (
+        "IF(FILL(desired, ${var.desired_count}) > 0 AND FILL(sent, 0) < 1, 1, 0)"
+    )
     calls = parse("main.tf")["module"]
     for name in ("service", "monitoring"):
         call = next(m[name] for m in calls if name in m)
@@ -463,6 +471,7 @@ def test_root_inputs_that_can_be_wrong_are_validated():
         "alb_deletion_protection",
         "enable_waf",
         "enable_amp",
+        "amp_alert_manager",
         "nat_gateway_per_az",
         "container_image",
         "force_destroy_buckets",

@@ -181,6 +181,14 @@ def copy_module(destination: Path) -> Path:
 
     The committed .terraform.lock.hcl comes along, so every init checks the mirror's provider
     against the version and checksum production uses."""
+    # The root module reads ../prometheus (the alert rules and the Alertmanager inhibit rules
+    # for AMP), so the copy keeps it beside itself.
+    shutil.copytree(
+        MODULE.parent / "prometheus",
+        destination.parent / "prometheus",
+        ignore=shutil.ignore_patterns("tests"),
+        dirs_exist_ok=True,
+    )
     shutil.copytree(
         MODULE,
         destination,

@@ -17,6 +17,10 @@ locals {
   # ceil(reload / period) + 1 periods. One period more means at least two loads in a row
   # failed. CloudWatch allows at most a day of evaluation.
   targets_invalid_periods = min(ceil(var.reload_interval / var.period) + 2, floor(86400 / var.period))
+
+  # The window over which a URL counts as down for good: targets_down_periods periods, at most
+  # 12 hours (the alarm compares two windows, and CloudWatch evaluates at most a day).
+  down_window = min(var.targets_down_periods * var.period, 43200)
 }
 
 resource "aws_sns_topic" "alarms" {
@@ -41,6 +45,24 @@ data "aws_iam_policy_document" "alarms_topic" {
       values   = [var.account_id]
     }
   }
+
+  # The AMP alert manager (enable_amp) sends the Prometheus alerts to the same topic.
+  statement {
+    sid       = "ManagedPrometheusAlertManagerOfThisAccount"
+    actions   = ["sns:Publish", "sns:GetTopicAttributes"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["aps.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [var.account_id]
+    }
+  }
 }
 
 resource "aws_sns_topic_policy" "alarms" {
@@ -56,21 +78,41 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-# A URL keeps failing: at least one target down in every one of N consecutive periods.
+# A URL starts failing for good: more URLs were down throughout the last window (TargetsDown's
+# Minimum over targets_down_periods periods) than throughout the window before. An alarm on
+# "TargetsDown >= 1" stayed in ALARM while any one URL was dead, so every later failure went
+# unnoticed; this one fires once per increase and is OK again in the next window, ready for the
+# next failure (no OK notification: a recovery is not news to page on). A blip shorter than a
+# window never moves the Minimum.
 resource "aws_cloudwatch_metric_alarm" "targets_down" {
   alarm_name          = "${var.name}-targets-down"
-  alarm_description   = "At least one URL has been down for ${var.targets_down_periods} consecutive periods of ${var.period}s. See the status page or results.json for which."
-  namespace           = var.cloudwatch_namespace
-  metric_name         = "TargetsDown"
-  dimensions          = local.dimensions
-  statistic           = "Minimum"
-  period              = var.period
-  evaluation_periods  = var.targets_down_periods
+  alarm_description   = "More URLs have been down for a whole ${local.down_window}s window than in the window before: a new URL keeps failing. See the status page or results.json for which."
+  evaluation_periods  = 2
+  datapoints_to_alarm = 1
   threshold           = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching" # silence has its own alarm below
   alarm_actions       = local.actions
-  ok_actions          = local.actions
+
+  metric_query {
+    id          = "down"
+    return_data = false
+
+    metric {
+      namespace   = var.cloudwatch_namespace
+      metric_name = "TargetsDown"
+      dimensions  = local.dimensions
+      stat        = "Minimum"
+      period      = local.down_window
+    }
+  }
+
+  metric_query {
+    id          = "newly_down"
+    expression  = "DIFF(down)"
+    label       = "URLs down for a whole window, more than in the window before"
+    return_data = true
+  }
 }
 
 # The targets file was rejected (unreadable, unparsable, or no valid row): the daemon keeps the
@@ -93,21 +135,52 @@ resource "aws_cloudwatch_metric_alarm" "targets_invalid" {
   ok_actions          = local.actions
 }
 
-# The daemon went silent: no TargetsTotal datum at all. Missing data is the failure itself.
+# The daemon went silent: no TargetsTotal datum at all while the service should run. Missing
+# data is the failure itself, but a paused service (desired count 0, by Terraform or by hand)
+# sends nothing on purpose: ECS's DesiredTaskCount (Container Insights) decides, and when it is
+# missing too, the desired_count Terraform set.
 resource "aws_cloudwatch_metric_alarm" "silent" {
   alarm_name          = "${var.name}-daemon-silent"
-  alarm_description   = "No metrics from the daemon for ${var.silence_periods} periods of ${var.period}s: it is down, stuck, or cannot reach CloudWatch."
-  namespace           = var.cloudwatch_namespace
-  metric_name         = "TargetsTotal"
-  dimensions          = local.dimensions
-  statistic           = "SampleCount"
-  period              = var.period
+  alarm_description   = "No metrics from the daemon for ${var.silence_periods} periods of ${var.period}s while the ECS service wants tasks running: it is down, stuck, or cannot reach CloudWatch."
   evaluation_periods  = var.silence_periods
   threshold           = 1
-  comparison_operator = "LessThanThreshold"
-  treat_missing_data  = "breaching"
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = var.desired_count > 0 ? "breaching" : "notBreaching"
   alarm_actions       = local.actions
   ok_actions          = local.actions
+
+  metric_query {
+    id          = "sent"
+    return_data = false
+
+    metric {
+      namespace   = var.cloudwatch_namespace
+      metric_name = "TargetsTotal"
+      dimensions  = local.dimensions
+      stat        = "SampleCount"
+      period      = var.period
+    }
+  }
+
+  metric_query {
+    id          = "desired"
+    return_data = false
+
+    metric {
+      namespace   = "ECS/ContainerInsights"
+      metric_name = "DesiredTaskCount"
+      dimensions  = { ClusterName = var.cluster_name, ServiceName = var.service_name }
+      stat        = "Maximum"
+      period      = var.period
+    }
+  }
+
+  metric_query {
+    id          = "silent_while_wanted"
+    expression  = "IF(FILL(desired, ${var.desired_count}) > 0 AND FILL(sent, 0) < 1, 1, 0)"
+    label       = "1 while tasks are wanted and the daemon sends nothing"
+    return_data = true
+  }
 }
 
 # Fewer tasks running than desired (crash loop, failed deployment, capacity). With several
