@@ -249,3 +249,28 @@ def test_infra_plans_pull_requests_and_applies_main_behind_a_protected_environme
         if s.get("uses", "").startswith("hashicorp/setup-terraform")
     }
     assert len(versions) == 1, "one Terraform version for check, plan and apply"
+
+
+def test_infra_rolls_out_the_task_definition_terraform_registered_keeping_the_image() -> None:
+    """The service ignores Terraform's task_definition (release.yml owns the image), so without
+    an update-service after the apply a changed environment variable or CPU never ran."""
+    apply = load("infra.yml")["jobs"]["apply"]
+    names = [s.get("name", s.get("uses", "")) for s in steps(apply)]
+    applied = names.index("terraform apply (the saved plan)")
+    rollout_index = names.index("Roll out the task definition Terraform registered")
+    assert rollout_index == applied + 1
+    script = steps(apply)[rollout_index]["run"]
+    assert "terraform output -raw task_definition_arn" in script
+    update = next(line for line in script.splitlines() if "aws ecs update-service" in line)
+    assert "--cluster" in update and "--service" in update
+    assert '--task-definition "${wanted}"' in script
+    assert "aws ecs wait services-stable" in script
+    # Never an image rollback: the revision is rolled out only when it has the running image.
+    compare = script.index('if [ "${running_image}" != "${wanted_image}" ]')
+    assert compare < script.index("aws ecs update-service")
+    assert "exit 1" in script[compare : script.index("aws ecs update-service")]
+    # ...which the plan made sure of, by planning with the running image.
+    plan_step = next(
+        s for s in steps(load("infra.yml")["jobs"]["plan"]) if s.get("name") == "terraform plan"
+    )
+    assert '-var "container_image=${RUNNING_IMAGE}"' in plan_step["run"]

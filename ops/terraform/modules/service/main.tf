@@ -259,7 +259,9 @@ resource "aws_ecs_service" "this" {
 
   # The release pipeline (.github/workflows/release.yml) rolls out each new image as a new
   # task-definition revision. Without this, the next `terraform apply` would put the service
-  # back on Terraform's revision and silently roll the image back.
+  # back on Terraform's revision and silently roll the image back. A revision Terraform
+  # registers is rolled out by infra.yml after the apply (update-service), planned with the
+  # running image and refused if a release changed that image since the plan.
   lifecycle {
     ignore_changes = [task_definition]
   }
