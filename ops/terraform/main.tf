@@ -28,6 +28,11 @@ locals {
 
   log_group_name = "/ecs/${var.name}"
 
+  # README "Cost": the profile decides NAT, the load balancer, flow logs and the defaults below.
+  lean        = var.profile == "lean"
+  url_metrics = var.cloudwatch_url_metrics != null ? var.cloudwatch_url_metrics : (local.lean ? "none" : "ResponseTime")
+  budget_usd  = var.monthly_budget_usd != null ? var.monthly_budget_usd : (local.lean ? 100 : 1000)
+
   # WAF follows the exposure unless set: on for a public ALB (always), off for an internal one.
   enable_waf = var.enable_waf == null ? !var.alb_internal : var.enable_waf
 
@@ -50,10 +55,13 @@ module "network" {
   name               = var.name
   cidr               = var.vpc_cidr
   availability_zones = var.availability_zones
+  nat_gateway        = !local.lean
   nat_gateway_per_az = var.nat_gateway_per_az
   kms_key_arn        = module.encryption.key_arn
-  log_retention_days = var.log_retention_days
   account_id         = local.account_id
+
+  flow_log_traffic        = local.lean ? "REJECT" : "ALL"
+  flow_log_retention_days = local.lean ? 30 : var.log_retention_days
 }
 
 module "registry" {
@@ -115,6 +123,7 @@ module "storage" {
 
 module "load_balancer" {
   source = "./modules/load_balancer"
+  count  = local.lean ? 0 : 1
 
   name                = var.name
   vpc_id              = module.network.vpc_id
@@ -142,9 +151,11 @@ module "service" {
   name                 = var.name
   region               = var.aws_region
   vpc_id               = module.network.vpc_id
-  private_subnet_ids   = module.network.private_subnet_ids
-  alb_security_group   = module.load_balancer.security_group_id
-  target_group_arn     = module.load_balancer.target_group_arn
+  subnet_ids           = local.lean ? module.network.public_subnet_ids : module.network.private_subnet_ids
+  assign_public_ip     = local.lean
+  load_balanced        = !local.lean
+  alb_security_group   = local.lean ? null : module.load_balancer[0].security_group_id
+  target_group_arn     = local.lean ? null : module.load_balancer[0].target_group_arn
   image                = var.container_image != "" ? var.container_image : "${module.registry.repository_url}:${var.image_tag}"
   container_user       = var.container_user
   task_cpu             = var.task_cpu
@@ -164,7 +175,7 @@ module "service" {
   reload_interval      = var.reload_interval
   publish_interval     = var.publish_interval
   cloudwatch_namespace = var.cloudwatch_namespace
-  url_metrics          = var.cloudwatch_url_metrics
+  url_metrics          = local.url_metrics
   app_name             = local.app_name
   enable_amp           = var.enable_amp
   adot_image           = var.adot_image
@@ -189,8 +200,11 @@ module "monitoring" {
   cluster_name          = module.service.cluster_name
   service_name          = module.service.service_name
   desired_count         = var.desired_count
-  alb_arn_suffix        = module.load_balancer.alb_arn_suffix
-  target_group_suffix   = module.load_balancer.target_group_arn_suffix
+  alb_arn_suffix        = local.lean ? "" : module.load_balancer[0].alb_arn_suffix
+  target_group_suffix   = local.lean ? "" : module.load_balancer[0].target_group_arn_suffix
   log_group_name        = local.log_group_name
-  url_metrics_published = var.cloudwatch_url_metrics != "none"
+  url_metrics_published = local.url_metrics != "none"
+  load_balanced         = !local.lean
+  monthly_budget_usd    = local.budget_usd
+  budget_tag_filter     = var.budget_by_application_tag ? "user:Application$${var.name}" : ""
 }

@@ -29,6 +29,18 @@ variable "tags" {
   default     = {}
 }
 
+# Two documented profiles (README "Cost"): what the stack costs is mostly decided here.
+variable "profile" {
+  description = "\"lean\" (the default): no NAT gateway (tasks in the public subnets with a public IP, the same security group, nothing may connect in), no load balancer (the status page is results.html in the results bucket), an S3 gateway endpoint, VPC flow logs of rejected traffic kept 30 days, no per-URL CloudWatch metrics, no AMP: 10,000 URLs every 60 s for under $100 a month. \"full\": private subnets behind NAT, the load balancer (internal by default), flow logs of all traffic, per-URL ResponseTime in CloudWatch, AMP available."
+  type        = string
+  default     = "lean"
+
+  validation {
+    condition     = contains(["lean", "full"], var.profile)
+    error_message = "profile must be \"lean\" or \"full\"."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Network
 # ---------------------------------------------------------------------------------------------
@@ -104,12 +116,13 @@ variable "certificate_arn" {
 # Required, with no default: even an internal ALB should admit only the networks that need the
 # page (the VPC, a VPN, peered ranges).
 variable "alb_ingress_cidrs" {
-  description = "Required. IPv4 CIDR blocks allowed to reach the load balancer: the VPC's own range, VPN or peered ranges for the internal ALB (the default); office ranges or [\"0.0.0.0/0\"] for a public one (which also needs HTTPS and alb_authentication)."
+  description = "Required with profile = \"full\" (lean has no load balancer). IPv4 CIDR blocks allowed to reach the load balancer: the VPC's own range, VPN or peered ranges for the internal ALB (the default); office ranges or [\"0.0.0.0/0\"] for a public one (which also needs HTTPS and alb_authentication)."
   type        = list(string)
+  default     = null
 
   validation {
-    condition     = length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0))])
-    error_message = "alb_ingress_cidrs must be a non-empty list of IPv4 CIDR blocks."
+    condition     = var.alb_ingress_cidrs == null ? var.profile == "lean" : (length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0))]))
+    error_message = "alb_ingress_cidrs must be a non-empty list of IPv4 CIDR blocks, and is required with profile = \"full\": who may reach the load balancer is never a default."
   }
 }
 
@@ -294,7 +307,7 @@ variable "shard" {
 }
 
 variable "log_retention_days" {
-  description = "Days CloudWatch Logs keeps the task, VPC flow and WAF logs."
+  description = "Days CloudWatch Logs keeps the task and WAF logs, and with profile = \"full\" the VPC flow logs (lean keeps its rejected-traffic flow logs 30 days)."
   type        = number
   default     = 365
 
@@ -396,12 +409,12 @@ variable "cloudwatch_namespace" {
 }
 
 variable "cloudwatch_url_metrics" {
-  description = "UPCHECK_CLOUDWATCH_URL_METRICS: per-URL CloudWatch metrics, a comma list of ResponseTime, Up, StatusCode, or none. Each is billed as one custom metric per URL (see the root README)."
+  description = "UPCHECK_CLOUDWATCH_URL_METRICS: per-URL CloudWatch metrics, a comma list of ResponseTime, Up, StatusCode, or none. Each is billed as one custom metric per URL (see README \"Cost\"). null (the default): none with the lean profile, ResponseTime with the full one."
   type        = string
-  default     = "ResponseTime,Up"
+  default     = null
 
   validation {
-    condition     = var.cloudwatch_url_metrics == "none" || alltrue([for m in split(",", var.cloudwatch_url_metrics) : contains(["ResponseTime", "Up", "StatusCode"], m)])
+    condition     = var.cloudwatch_url_metrics == null || var.cloudwatch_url_metrics == "none" || alltrue([for m in split(",", coalesce(var.cloudwatch_url_metrics, "none")) : contains(["ResponseTime", "Up", "StatusCode"], m)])
     error_message = "cloudwatch_url_metrics must be none or a comma list of ResponseTime, Up, StatusCode."
   }
 }
@@ -495,9 +508,14 @@ variable "alarm_silence_periods" {
 # Amazon Managed Service for Prometheus
 # ---------------------------------------------------------------------------------------------
 variable "enable_amp" {
-  description = "Create an Amazon Managed Service for Prometheus workspace and run an ADOT collector sidecar that scrapes the daemon's /metrics and remote-writes there."
+  description = "Create an Amazon Managed Service for Prometheus workspace and run an ADOT collector sidecar that scrapes the daemon's /metrics and remote-writes there (profile = \"full\" only)."
   type        = bool
   default     = false
+
+  validation {
+    condition     = !var.enable_amp || var.profile == "full"
+    error_message = "enable_amp needs profile = \"full\": the lean profile keeps AMP off to stay under its budget."
+  }
 }
 
 variable "amp_alert_manager" {
@@ -526,4 +544,24 @@ variable "amp_scrape_interval" {
     condition     = var.amp_scrape_interval >= 5 && var.amp_scrape_interval <= 300
     error_message = "amp_scrape_interval must be between 5 and 300 seconds."
   }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Budget
+# ---------------------------------------------------------------------------------------------
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget (USD) of an AWS Budgets budget that notifies the alarm topic at 80 % of actual and 100 % of forecast spend. null: 100 with the lean profile, 1000 with the full one (README \"Cost\" has the arithmetic for 1k, 10k and 100k URLs). 0: no budget in this stack (the account has its own)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.monthly_budget_usd == null || coalesce(var.monthly_budget_usd, 0) >= 0
+    error_message = "monthly_budget_usd must be 0 (no budget) or a positive amount of USD, or null for the profile's default."
+  }
+}
+
+variable "budget_by_application_tag" {
+  description = "Count only costs tagged Application = <name> in the budget. Turn on only after activating the Application cost allocation tag in the Billing console (else the budget sees no cost at all); off, it counts the whole account."
+  type        = bool
+  default     = false
 }

@@ -26,6 +26,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/upcheck-ci"
 TFVARS = {
+    "profile": "full",
     "aws_region": REGION,
     "image_tag": "test-1",
     "alb_deletion_protection": False,  # so that destroy can remove it
@@ -38,10 +39,20 @@ TFVARS = {
     # Several tasks sharing the list (shard = "ecs" by default). Moto records the service's
     # desired count but starts no Fargate task, so nothing runs.
     "desired_count": 3,
-    # Moto has no AMP alert manager API: the definition is planned (the public plan) instead.
+    # Moto has no AMP alert manager API, and its Budgets API never lets the provider finish
+    # creating a budget with notifications: both are planned (the public plan) instead.
     "amp_alert_manager": False,
+    "monthly_budget_usd": 0,
 }
 APPLY_TIMEOUT = 480
+
+# The lean profile, as an operator would write it: no load balancer inputs at all.
+LEAN_TFVARS = {
+    "aws_region": REGION,
+    "image_tag": "test-1",
+    "force_destroy_buckets": True,
+    "bucket_admin_principal_arns": [ADMIN],
+}
 
 # The public exposure: internet-facing only with HTTPS and an OIDC login in front (planned, not
 # applied: moto cannot validate the certificate). The secret is a test value.
@@ -68,6 +79,7 @@ class Stack:
         self.outputs: dict = {}
         self.https_plan: dict = {}
         self.state: dict = {}
+        self.lean: dict = {}
         self._session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
         )
@@ -85,14 +97,76 @@ def _https_plan(terraform, workdir: Path, env: dict[str, str]) -> dict:
     return json.loads(terraform.run(["show", "-json", "https.plan"], workdir, env).stdout)
 
 
+def _apply_read_and_destroy_lean(terraform, workdir: Path, services: set[str]) -> dict:
+    """The lean profile applied to a moto server of its own, read back, destroyed: what the
+    lean tests assert on. Runs beside the full stack's apply (both mostly wait on moto)."""
+    with MotoServer() as moto:
+        override = tf.moto_override(moto.endpoint_url, services, REGION)
+        tf.assert_only_loopback_endpoints(override, services)
+        (workdir / "override.tf").write_text(override)
+        (workdir / "test.auto.tfvars.json").write_text(json.dumps(LEAN_TFVARS))
+        lean = Stack(terraform, workdir, terraform.env("lean"), moto)
+        lean.tf("init", "-input=false", timeout=180)
+        # The lean defaults, budget included, as planned; then applied without the budget,
+        # which moto cannot create (see TFVARS).
+        lean.tf("plan", "-input=false", "-refresh=false", "-out=lean.plan")
+        found_plan = json.loads(lean.tf("show", "-json", "lean.plan").stdout)
+        lean.tf(
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-parallelism=30",
+            "-var",
+            "monthly_budget_usd=0",
+            timeout=APPLY_TIMEOUT,
+        )
+        outputs = json.loads(lean.tf("output", "-json").stdout)
+        found: dict = {"outputs": {name: item["value"] for name, item in outputs.items()}}
+        found["plan"] = found_plan
+        found["state"] = json.loads(lean.tf("show", "-json").stdout)
+        ec2, ecs = lean.client("ec2"), lean.client("ecs")
+        found["nat_gateways"] = ec2.describe_nat_gateways()["NatGateways"]
+        found["load_balancers"] = lean.client("elbv2").describe_load_balancers()["LoadBalancers"]
+        found["endpoints"] = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+        found["flow_logs"] = ec2.describe_flow_logs()["FlowLogs"]
+        found["log_groups"] = lean.client("logs").describe_log_groups()["logGroups"]
+        (service,) = ecs.describe_services(
+            cluster=found["outputs"]["cluster_name"], services=[found["outputs"]["service_name"]]
+        )["services"]
+        found["service"] = service
+        vpc_config = service["networkConfiguration"]["awsvpcConfiguration"]
+        found["subnets"] = ec2.describe_subnets(SubnetIds=vpc_config["subnets"])["Subnets"]
+        found["task_security_groups"] = ec2.describe_security_groups(
+            GroupIds=vpc_config["securityGroups"]
+        )["SecurityGroups"]
+        found["task_definition"] = ecs.describe_task_definition(
+            taskDefinition=found["outputs"]["task_definition_arn"]
+        )["taskDefinition"]
+        found["workspaces"] = lean.client("amp").list_workspaces()["workspaces"]
+        lean.tf(
+            "destroy",
+            "-auto-approve",
+            "-input=false",
+            "-refresh=false",
+            "-parallelism=30",
+            "-var",
+            "monthly_budget_usd=0",
+            timeout=APPLY_TIMEOUT,
+        )
+        found["left"] = lean.tf("state", "list").stdout.split()
+        return found
+
+
 @pytest.fixture(scope="module")
 def stack(terraform, tmp_path_factory, checkov_install):
     # checkov_install: only so that its background install overlaps this slow apply.
     base = tmp_path_factory.mktemp("moto")
     workdir = tf.copy_module(base / "stack")
     https_dir = tf.copy_module(base / "https")
+    lean_dir = tf.copy_module(base / "lean")
     services = tf.services_used(workdir)
-    with MotoServer() as moto, ThreadPoolExecutor(max_workers=1) as background:
+    with MotoServer() as moto, ThreadPoolExecutor(max_workers=2) as background:
+        lean = background.submit(_apply_read_and_destroy_lean, terraform, lean_dir, services)
         override = tf.moto_override(moto.endpoint_url, services, REGION)
         tf.assert_only_loopback_endpoints(override, services)
         deployed = Stack(terraform, workdir, terraform.env("moto"), moto)
@@ -106,6 +180,7 @@ def stack(terraform, tmp_path_factory, checkov_install):
         https_vars = {
             **TFVARS,
             "amp_alert_manager": True,
+            "monthly_budget_usd": None,
             "alb_internal": False,
             "alb_ingress_cidrs": ["0.0.0.0/0"],
             "domain_name": "status.example.com",
@@ -130,6 +205,7 @@ def stack(terraform, tmp_path_factory, checkov_install):
         deployed.outputs = {name: item["value"] for name, item in outputs.items()}
         deployed.state = json.loads(deployed.tf("show", "-json").stdout)
         deployed.https_plan = https_plan.result(timeout=APPLY_TIMEOUT)
+        deployed.lean = lean.result(timeout=2 * APPLY_TIMEOUT)
 
         yield deployed
 
@@ -569,7 +645,7 @@ def test_a_public_load_balancer_is_planned_with_https_a_login_and_waf(stack):
     plan = stack.https_plan
     assert_public_only_behind_https_and_a_login(plan["planned_values"])
     changes = {c["address"]: c["change"]["actions"] for c in plan["resource_changes"]}
-    lb = "module.load_balancer"
+    lb = "module.load_balancer[0]"
     assert changes[f"{lb}.aws_lb_listener.https[0]"] == ["create"]
     assert changes[f"{lb}.aws_lb_listener.http_redirect[0]"] == ["create"]
     assert f"{lb}.aws_lb_listener.http[0]" not in changes, "no plain-HTTP listener with a domain"
@@ -638,3 +714,82 @@ def test_the_alert_manager_routes_to_the_topic_and_inhibits_per_url_alerts(stack
     )
     principals = [s["Principal"].get("Service") for s in policy["Statement"]]
     assert "aps.amazonaws.com" in principals
+
+
+# ---------------------------------------------------------------------------------------------
+# The lean profile (the default): no NAT, no load balancer, public IPs, rejected flows only
+# ---------------------------------------------------------------------------------------------
+def test_lean_applies_with_no_nat_gateway_and_no_load_balancer_and_destroys(stack):
+    lean = stack.lean
+    assert lean["left"] == [], "destroy left resources in the state"
+    types = {r["type"] for r in _resources(lean["state"]["values"])}
+    assert "aws_nat_gateway" not in types and "aws_eip" not in types
+    assert not {t for t in types if t.startswith("aws_lb")}
+    assert lean["nat_gateways"] == [] and lean["load_balancers"] == []
+    assert lean["outputs"]["nat_gateway_ids"] == []
+    assert "url" not in lean["outputs"], "no load balancer, no URL (null outputs are left out)"
+
+
+def test_lean_tasks_use_public_ips_in_the_public_subnets_and_admit_nothing(stack):
+    lean = stack.lean
+    vpc_config = lean["service"]["networkConfiguration"]["awsvpcConfiguration"]
+    assert vpc_config["assignPublicIp"] == "ENABLED"
+    tiers = {t["Value"] for s in lean["subnets"] for t in s["Tags"] if t["Key"] == "Tier"}
+    assert tiers == {"public"}
+    (group,) = lean["task_security_groups"]
+    assert group["IpPermissions"] == [], "nothing may connect to a task with a public IP"
+    assert lean["service"].get("loadBalancers", []) == []
+
+
+def test_lean_reaches_s3_through_a_gateway_endpoint_and_logs_rejected_flows_for_30_days(stack):
+    lean = stack.lean
+    (endpoint,) = lean["endpoints"]
+    assert endpoint["ServiceName"] == f"com.amazonaws.{REGION}.s3"
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert len(endpoint["RouteTableIds"]) == 3, "the public table and both private ones"
+    (flow,) = lean["flow_logs"]
+    assert flow["TrafficType"] == "REJECT"
+    name = flow.get("LogGroupName") or flow["LogDestination"].split(":log-group:")[1].rstrip(":*")
+    (group,) = [g for g in lean["log_groups"] if g["logGroupName"] == name]
+    assert group["retentionInDays"] == 30
+
+
+def test_lean_publishes_no_per_url_metrics_runs_no_amp_and_has_a_100_dollar_budget(stack):
+    lean = stack.lean
+    (daemon,) = lean["task_definition"]["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in daemon["environment"]}
+    assert env["UPCHECK_CLOUDWATCH_URL_METRICS"] == "none"
+    assert lean["workspaces"] == []
+    assert_budget(lean["plan"], 100)
+
+
+def assert_budget(plan: dict, usd: int) -> None:
+    """A monthly cost budget of `usd` that notifies the alarm topic at 80 % actual and 100 %
+    forecast spend (planned: moto cannot create it)."""
+    planned = {c["address"]: c["change"] for c in plan["resource_changes"]}
+    budget = planned["module.monitoring.aws_budgets_budget.monthly[0]"]
+    assert budget["actions"] == ["create"]
+    after = budget["after"]
+    assert after["budget_type"] == "COST" and after["time_unit"] == "MONTHLY"
+    assert float(after["limit_amount"]) == usd and after["limit_unit"] == "USD"
+    notes = {(n["notification_type"], n["threshold"]) for n in after["notification"]}
+    assert notes == {("ACTUAL", 80), ("FORECASTED", 100)}
+    unknown = budget["after_unknown"]["notification"]
+    assert all(n["subscriber_sns_topic_arns"] for n in unknown), "to the (new) alarm topic"
+
+
+def test_full_has_nat_all_flows_per_url_response_time_and_a_budget(stack):
+    ec2 = stack.client("ec2")
+    assert len(stack.outputs["nat_gateway_ids"]) == 1
+    (flow,) = ec2.describe_flow_logs()["FlowLogs"]
+    assert flow["TrafficType"] == "ALL"
+    ecs = stack.client("ecs")
+    task = ecs.describe_task_definition(taskDefinition=stack.outputs["task_definition_arn"])
+    daemon = next(
+        c for c in task["taskDefinition"]["containerDefinitions"] if c["name"] == "upcheck"
+    )
+    env = {e["name"]: e["value"] for e in daemon["environment"]}
+    assert env["UPCHECK_CLOUDWATCH_URL_METRICS"] == "ResponseTime"
+    assert_budget(stack.https_plan, 1000)
+    (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert endpoint["VpcEndpointType"] == "Gateway"

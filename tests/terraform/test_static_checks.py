@@ -156,12 +156,16 @@ def test_an_empty_bucket_admin_list_is_refused_at_plan_time(terraform, initializ
 
 
 def test_who_may_reach_the_load_balancer_has_no_default(terraform, initialized_copy):
-    """The page, /metrics and /results expose every URL and its errors: 0.0.0.0/0 must be an
-    explicit choice, never what an unset variable means."""
+    """The page and /results expose every URL and its errors: with a load balancer (full
+    profile), who may reach it must be an explicit choice, never what an unset variable means.
+    The lean profile has no load balancer and needs none."""
     admins = 'bucket_admin_principal_arns=["arn:aws:iam::123456789012:role/ci"]'
-    code, said = _plan(terraform, initialized_copy, admins)
+    code, said = _plan(terraform, initialized_copy, admins, "profile=full")
     assert code != 0
-    assert "No value for required variable" in said and 'variable "alb_ingress_cidrs"' in said
+    assert "Invalid value for variable" in said
+    assert 'is required with profile = "full": who may reach the load balancer' in said
+    code, said = _plan(terraform, initialized_copy, admins)
+    assert "Invalid value for variable" not in said, said[-3000:]
 
 
 def test_desired_count_takes_any_whole_number_and_several_tasks_need_sharding(
@@ -189,6 +193,7 @@ def test_desired_count_takes_any_whole_number_and_several_tasks_need_sharding(
 
 
 REQUIRED = (
+    "profile=full",
     'alb_ingress_cidrs=["203.0.113.0/24"]',
     'bucket_admin_principal_arns=["arn:aws:iam::123456789012:role/ci"]',
 )

@@ -48,6 +48,7 @@ DEAD_PROXY = "http://127.0.0.1:9"
 # into the stack without the test routing it to moto.
 ENDPOINT_FOR_PREFIX = {
     "aws_acm_": "acm",
+    "aws_budgets_": "budgets",
     "aws_prometheus_": "amp",
     "aws_cloudwatch_metric_alarm": "cloudwatch",
     "aws_cloudwatch_dashboard": "cloudwatch",

@@ -46,6 +46,24 @@ data "aws_iam_policy_document" "alarms_topic" {
     }
   }
 
+  # AWS Budgets notifies the same topic when the stack runs over its budget.
+  statement {
+    sid       = "BudgetsOfThisAccount"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["budgets.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [var.account_id]
+    }
+  }
+
   # The AMP alert manager (enable_amp) sends the Prometheus alerts to the same topic.
   statement {
     sid       = "ManagedPrometheusAlertManagerOfThisAccount"
@@ -253,20 +271,6 @@ resource "aws_cloudwatch_dashboard" "this" {
           }
         },
         {
-          type = "metric", x = 8, y = 6, width = 8, height = 6
-          properties = {
-            title  = "Load balancer"
-            region = var.region
-            stat   = "Sum"
-            period = 60
-            metrics = [
-              ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix],
-              ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", var.alb_arn_suffix],
-              ["AWS/ApplicationELB", "UnHealthyHostCount", "TargetGroup", var.target_group_suffix, "LoadBalancer", var.alb_arn_suffix, { stat = "Maximum" }],
-            ]
-          }
-        },
-        {
           type = "alarm", x = 16, y = 6, width = 8, height = 6
           properties = {
             title = "Alarms"
@@ -289,6 +293,22 @@ resource "aws_cloudwatch_dashboard" "this" {
           }
         },
       ],
+      var.load_balanced ? [
+        {
+          type = "metric", x = 8, y = 6, width = 8, height = 6
+          properties = {
+            title  = "Load balancer"
+            region = var.region
+            stat   = "Sum"
+            period = 60
+            metrics = [
+              ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix],
+              ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", var.alb_arn_suffix],
+              ["AWS/ApplicationELB", "UnHealthyHostCount", "TargetGroup", var.target_group_suffix, "LoadBalancer", var.alb_arn_suffix, { stat = "Maximum" }],
+            ]
+          }
+        },
+      ] : [],
       var.url_metrics_published ? [
         {
           type = "metric", x = 0, y = 18, width = 24, height = 6
@@ -306,4 +326,46 @@ resource "aws_cloudwatch_dashboard" "this" {
       ] : [],
     )
   })
+}
+
+# What the stack may cost, watched by AWS Budgets: 80 % of the month's budget spent, or the
+# month forecast to exceed it, notifies the alarm topic (README "Cost" has the arithmetic). With
+# budget_tag_filter it counts the costs tagged Application = <name> only, which needs that cost
+# allocation tag activated; without, the whole account.
+resource "aws_budgets_budget" "monthly" {
+  count = var.monthly_budget_usd > 0 ? 1 : 0
+
+  account_id   = var.account_id
+  name         = "${var.name}-monthly"
+  budget_type  = "COST"
+  limit_amount = format("%.2f", var.monthly_budget_usd)
+  limit_unit   = "USD"
+  time_unit    = "MONTHLY"
+
+  dynamic "cost_filter" {
+    for_each = var.budget_tag_filter == "" ? [] : [var.budget_tag_filter]
+
+    content {
+      name   = "TagKeyValue"
+      values = [cost_filter.value]
+    }
+  }
+
+  notification {
+    comparison_operator       = "GREATER_THAN"
+    threshold                 = 80
+    threshold_type            = "PERCENTAGE"
+    notification_type         = "ACTUAL"
+    subscriber_sns_topic_arns = [aws_sns_topic.alarms.arn]
+  }
+
+  notification {
+    comparison_operator       = "GREATER_THAN"
+    threshold                 = 100
+    threshold_type            = "PERCENTAGE"
+    notification_type         = "FORECASTED"
+    subscriber_sns_topic_arns = [aws_sns_topic.alarms.arn]
+  }
+
+  depends_on = [aws_sns_topic_policy.alarms]
 }

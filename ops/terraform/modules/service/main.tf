@@ -1,5 +1,6 @@
-# The daemon on Fargate: desired_count tasks in private subnets, no public IP, reachable on their
-# port from the load balancer only, with a read-only root filesystem, no Linux capabilities and a
+# The daemon on Fargate: desired_count tasks, in private subnets behind NAT (full profile) or in
+# public subnets with a public IP and no NAT (lean), reachable on their port from the load
+# balancer only (lean has none: nothing may connect in), with a read-only root filesystem, no Linux capabilities and a
 # non-root user. With UPCHECK_SHARD=ecs the running tasks of the service share the targets list
 # (SPEC.md "Sharding"). With AMP enabled a second container, the ADOT collector, scrapes the
 # daemon over localhost and remote-writes to the workspace.
@@ -172,6 +173,8 @@ resource "aws_security_group" "task" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "task_from_alb" {
+  count = var.load_balanced ? 1 : 0
+
   security_group_id            = aws_security_group.task.id
   description                  = "Daemon port from the load balancer"
   ip_protocol                  = "tcp"
@@ -181,6 +184,8 @@ resource "aws_vpc_security_group_ingress_rule" "task_from_alb" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "alb_to_task" {
+  count = var.load_balanced ? 1 : 0
+
   security_group_id            = var.alb_security_group
   description                  = "Load balancer to the daemon port of the tasks"
   ip_protocol                  = "tcp"
@@ -190,10 +195,11 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_task" {
 }
 
 # A URL monitor must reach whatever URLs its CSV names, on any TCP port; AWS APIs, ECR and the
-# AMP endpoint are reached the same way, through NAT. Nothing is allowed in but the ALB.
+# AMP endpoint are reached the same way, through NAT or the task's public IP (S3 through the
+# gateway endpoint). Nothing is allowed in but the ALB, and with no ALB nothing at all.
 resource "aws_vpc_security_group_egress_rule" "task_out" {
   security_group_id = aws_security_group.task.id
-  description       = "Probes, AWS APIs and image pulls (TCP, any port), via NAT"
+  description       = "Probes, AWS APIs and image pulls (TCP, any port)"
   ip_protocol       = "tcp"
   from_port         = 1
   to_port           = 65535
@@ -235,7 +241,7 @@ resource "aws_ecs_service" "this" {
 
   propagate_tags                    = "SERVICE"
   enable_ecs_managed_tags           = true
-  health_check_grace_period_seconds = 60
+  health_check_grace_period_seconds = var.load_balanced ? 60 : null
 
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
@@ -246,15 +252,19 @@ resource "aws_ecs_service" "this" {
   }
 
   network_configuration {
-    subnets          = var.private_subnet_ids
+    subnets          = var.subnet_ids
     security_groups  = [aws_security_group.task.id]
-    assign_public_ip = false
+    assign_public_ip = var.assign_public_ip
   }
 
-  load_balancer {
-    target_group_arn = var.target_group_arn
-    container_name   = local.container_name
-    container_port   = local.container_port
+  dynamic "load_balancer" {
+    for_each = var.load_balanced ? [var.target_group_arn] : []
+
+    content {
+      target_group_arn = load_balancer.value
+      container_name   = local.container_name
+      container_port   = local.container_port
+    }
   }
 
   # The release pipeline (.github/workflows/release.yml) rolls out each new image as a new
