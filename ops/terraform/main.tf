@@ -208,3 +208,24 @@ module "monitoring" {
   monthly_budget_usd    = local.budget_usd
   budget_tag_filter     = var.budget_by_application_tag ? "user:Application$${var.name}" : ""
 }
+
+module "ci" {
+  source = "./modules/ci"
+  count  = var.github_repository == "" ? 0 : 1
+
+  name                 = var.name
+  account_id           = local.account_id
+  partition            = local.partition
+  region               = var.aws_region
+  github_repository    = var.github_repository
+  create_oidc_provider = var.github_oidc_provider_arn == ""
+  oidc_provider_arn    = var.github_oidc_provider_arn
+  deploy_environment   = var.github_deploy_environment
+  apply_environment    = var.github_apply_environment
+  ecr_repository_arn   = module.registry.repository_arn
+  cluster_name         = local.cluster_name
+  service_name         = var.name
+  execution_role_arn   = module.iam.execution_role_arn
+  task_role_arn        = module.iam.task_role_arn
+  state_bucket         = var.tf_state_bucket
+}

@@ -87,3 +87,8 @@ output "budget_name" {
   description = "AWS Budgets budget of the stack (notifies the alarm topic)."
   value       = module.monitoring.budget_name
 }
+
+output "github_role_arns" {
+  description = "CI roles by job kind (release, deploy, plan, apply): set the repository variables AWS_RELEASE_ROLE_ARN, AWS_DEPLOY_ROLE_ARN, AWS_PLAN_ROLE_ARN and AWS_APPLY_ROLE_ARN to them. null without github_repository."
+  value       = var.github_repository == "" ? null : module.ci[0].role_arns
+}

@@ -565,3 +565,61 @@ variable "budget_by_application_tag" {
   type        = bool
   default     = false
 }
+
+# ---------------------------------------------------------------------------------------------
+# CI (GitHub Actions through OIDC; README "CI roles")
+# ---------------------------------------------------------------------------------------------
+variable "github_repository" {
+  description = "owner/name of the GitHub repository whose workflows deploy this stack. Set: the GitHub OIDC provider and the release, deploy, plan and apply roles are created, each trusted for its job's exact OIDC subject. Empty: none (create them elsewhere)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_repository == "" || can(regex("^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$", var.github_repository))
+    error_message = "github_repository must be empty or owner/name."
+  }
+}
+
+variable "github_oidc_provider_arn" {
+  description = "ARN of the account's existing GitHub OIDC provider (an account has one per issuer). Empty: this stack creates it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_oidc_provider_arn == "" || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\\.actions\\.githubusercontent\\.com$", var.github_oidc_provider_arn))
+    error_message = "github_oidc_provider_arn must be empty or the ARN of the token.actions.githubusercontent.com OIDC provider."
+  }
+}
+
+variable "github_deploy_environment" {
+  description = "GitHub environment of release.yml's deploy job: the only OIDC subject the deploy role trusts."
+  type        = string
+  default     = "production-deploy"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_deploy_environment))
+    error_message = "github_deploy_environment must be a plain environment name."
+  }
+}
+
+variable "github_apply_environment" {
+  description = "GitHub environment of infra.yml's apply job: the only OIDC subject the apply role trusts. Must differ from github_deploy_environment."
+  type        = string
+  default     = "production-infra"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_apply_environment)) && var.github_apply_environment != var.github_deploy_environment
+    error_message = "github_apply_environment must be a plain environment name other than github_deploy_environment (otherwise the deploy job could assume the apply role)."
+  }
+}
+
+variable "tf_state_bucket" {
+  description = "S3 bucket of the remote state (backend.tf): the plan role may read it. Required with github_repository."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_repository == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.tf_state_bucket))
+    error_message = "With github_repository set, tf_state_bucket must name the state bucket (the plan role reads it)."
+  }
+}

@@ -9,6 +9,7 @@ and covered by `terraform validate`, checkov and the HCL tests instead.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +44,9 @@ TFVARS = {
     # creating a budget with notifications: both are planned (the public plan) instead.
     "amp_alert_manager": False,
     "monthly_budget_usd": 0,
+    # The GitHub OIDC provider and the four CI roles.
+    "github_repository": "acme/upcheck",
+    "tf_state_bucket": "acme-upcheck-tf-state",
 }
 APPLY_TIMEOUT = 480
 
@@ -165,6 +169,9 @@ def stack(terraform, tmp_path_factory, checkov_install):
     https_dir = tf.copy_module(base / "https")
     lean_dir = tf.copy_module(base / "lean")
     services = tf.services_used(workdir)
+    # The CI roles attach AWS managed policies (ReadOnlyAccess, AdministratorAccess), which moto
+    # knows only when told to load them; its server process inherits this environment.
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     with MotoServer() as moto, ThreadPoolExecutor(max_workers=2) as background:
         lean = background.submit(_apply_read_and_destroy_lean, terraform, lean_dir, services)
         override = tf.moto_override(moto.endpoint_url, services, REGION)
@@ -218,6 +225,7 @@ def stack(terraform, tmp_path_factory, checkov_install):
             "-parallelism=30",
             timeout=APPLY_TIMEOUT,
         )
+        os.environ.pop("MOTO_IAM_LOAD_MANAGED_POLICIES", None)
         left = deployed.tf("state", "list").stdout.split()
         assert left == [], f"destroy left resources in the state: {left}"
         ecs = deployed.client("ecs")
@@ -793,3 +801,61 @@ def test_full_has_nat_all_flows_per_url_response_time_and_a_budget(stack):
     assert_budget(stack.https_plan, 1000)
     (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
     assert endpoint["VpcEndpointType"] == "Gateway"
+
+
+# ---------------------------------------------------------------------------------------------
+# CI roles
+# ---------------------------------------------------------------------------------------------
+def _trust(stack, kind: str) -> dict:
+    role = stack.client("iam").get_role(RoleName=f"upcheck-github-{kind}")["Role"]
+    document = role["AssumeRolePolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    (statement,) = document["Statement"]
+    return statement
+
+
+def test_each_ci_role_trusts_only_its_jobs_exact_oidc_subject(stack):
+    arns = stack.outputs["github_role_arns"]
+    assert set(arns) == {"release", "deploy", "plan", "apply"}
+    (provider,) = stack.client("iam").list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    issuer = "token.actions.githubusercontent.com"
+    assert provider["Arn"].endswith(f":oidc-provider/{issuer}")
+    repo = "repo:acme/upcheck"
+    wanted = {
+        "release": ("StringLike", [f"{repo}:ref:refs/heads/main", f"{repo}:ref:refs/tags/v*"]),
+        "deploy": ("StringEquals", [f"{repo}:environment:production-deploy"]),
+        "plan": ("StringEquals", [f"{repo}:pull_request", f"{repo}:ref:refs/heads/main"]),
+        "apply": ("StringEquals", [f"{repo}:environment:production-infra"]),
+    }
+    for kind, (test, subjects) in wanted.items():
+        statement = _trust(stack, kind)
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Principal"] == {"Federated": provider["Arn"]}
+        condition = statement["Condition"]
+        assert _as_list(condition[test][f"{issuer}:sub"]) == subjects, kind
+        assert condition["StringEquals"][f"{issuer}:aud"] == "sts.amazonaws.com"
+        assert not any("*" in s for s in subjects if kind != "release"), kind
+
+
+def test_the_deploy_role_passes_the_two_ecs_roles_to_ecs_tasks_only(stack):
+    iam = stack.client("iam")
+    document = iam.get_role_policy(
+        RoleName="upcheck-github-deploy", PolicyName="roll-out-the-image"
+    )["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    statements = {s["Sid"]: s for s in document["Statement"]}
+    passing = statements["PassTheTwoEcsRolesToEcsTasksOnly"]
+    assert _as_list(passing["Action"]) == ["iam:PassRole"]
+    assert sorted(_as_list(passing["Resource"])) == sorted(
+        [
+            f"arn:aws:iam::{ACCOUNT}:role/upcheck-execution",
+            f"arn:aws:iam::{ACCOUNT}:role/upcheck-task",
+        ]
+    )
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    update = statements["UpdateTheUpcheckService"]
+    assert _as_list(update["Resource"]) == [
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/upcheck/upcheck"
+    ]

@@ -278,7 +278,15 @@ def test_every_checkov_skip_is_conditional_and_true():
         (lb, "aws_lb_listener.http", "CKV_AWS_103"),
         (lb, "aws_lb_listener.http", "CKV2_AWS_20"),
         (lb, "aws_lb.this", "CKV2_AWS_20"),
+        ("modules/ci/main.tf", "aws_iam_role_policy_attachment.apply_admin", "CKV_AWS_274"),
     }, conditional
+    # The apply role's administrator policy exists only when the CI roles are asked for, and
+    # that role trusts the protected apply environment's subject alone.
+    main = (tf.MODULE / "main.tf").read_text()
+    ci_call = main[main.index('module "ci" {') :]
+    assert 'count  = var.github_repository == "" ? 0 : 1' in ci_call
+    ci = (tf.MODULE / "modules/ci/main.tf").read_text()
+    assert 'apply   = { test = "StringEquals", values = ["${local.sub}:environment:' in ci
     # The plain-HTTP listener exists only without a certificate...
     plain = _block(lb, "aws_lb_listener.http")
     assert "count = local.https ? 0 : 1" in plain

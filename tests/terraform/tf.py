@@ -69,6 +69,7 @@ ENDPOINT_FOR_PREFIX = {
     "aws_ecs_": "ecs",
     "aws_lb": "elbv2",
     "aws_iam_role": "iam",
+    "aws_iam_openid_connect_provider": "iam",
     "aws_kms_": "kms",
     "aws_route53_": "route53",
     "aws_s3_": "s3",
