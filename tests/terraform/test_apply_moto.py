@@ -859,3 +859,75 @@ def test_the_deploy_role_passes_the_two_ecs_roles_to_ecs_tasks_only(stack):
     assert _as_list(update["Resource"]) == [
         f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/upcheck/upcheck"
     ]
+
+
+# The configuration keys each collector component documents (opentelemetry-collector and
+# -contrib READMEs / config.go of: extension/sigv4authextension, extension/healthcheckextension,
+# receiver/prometheusreceiver, processor/memorylimiterprocessor, processor/batchprocessor,
+# processor/resourcedetectionprocessor, processor/resourceprocessor,
+# exporter/prometheusremotewriteexporter). No collector binary installs from the registries
+# these machines reach (PyPI, Debian, npm), so the rendered configuration is checked against
+# these keys instead of being loaded by a collector.
+DOCUMENTED_KEYS = {
+    ("extensions", "sigv4auth"): {"region", "service", "assume_role"},
+    ("extensions", "health_check"): {"endpoint", "path", "check_collector_pipeline", "tls"},
+    ("receivers", "prometheus"): {"config", "trim_metric_suffixes", "target_allocator"},
+    ("processors", "memory_limiter"): {
+        "check_interval",
+        "limit_mib",
+        "spike_limit_mib",
+        "limit_percentage",
+        "spike_limit_percentage",
+    },
+    ("processors", "batch"): {"timeout", "send_batch_size", "send_batch_max_size"},
+    ("processors", "resourcedetection/ecs"): {"detectors", "timeout", "override", "ecs"},
+    ("processors", "resource/task_only"): {"attributes"},
+    ("exporters", "prometheusremotewrite"): {
+        "endpoint",
+        "auth",
+        "resource_to_telemetry_conversion",
+        "namespace",
+        "external_labels",
+        "timeout",
+        "headers",
+        "remote_write_queue",
+        "retry_on_failure",
+        "tls",
+    },
+}
+
+
+def _adot(stack) -> dict:
+    ecs = stack.client("ecs")
+    task = ecs.describe_task_definition(taskDefinition=stack.outputs["task_definition_arn"])
+    containers = {c["name"]: c for c in task["taskDefinition"]["containerDefinitions"]}
+    return containers
+
+
+def test_the_collector_config_uses_only_documented_keys_and_limits_its_memory(stack):
+    containers = _adot(stack)
+    adot = containers["adot-collector"]
+    config = yaml.safe_load(
+        {e["name"]: e["value"] for e in adot["environment"]}["AOT_CONFIG_CONTENT"]
+    )
+    used = {
+        (section, name): set(body or {})
+        for section in ("extensions", "receivers", "processors", "exporters")
+        for name, body in config[section].items()
+    }
+    assert set(used) == set(DOCUMENTED_KEYS)
+    for component, keys in used.items():
+        assert keys <= DOCUMENTED_KEYS[component], (component, keys - DOCUMENTED_KEYS[component])
+    # Every component a pipeline names is configured, and every configured one is used.
+    pipeline = config["service"]["pipelines"]["metrics"]
+    assert set(pipeline["processors"]) == set(config["processors"])
+    assert set(config["service"]["extensions"]) == set(config["extensions"])
+    assert pipeline["processors"][0] == "memory_limiter", "the limiter must come first"
+    attributes = config["processors"]["resource/task_only"]["attributes"]
+    assert all(set(a) == {"key", "action"} for a in attributes)
+    # A hard limit and a reservation, so a runaway collector is restarted instead of starving
+    # the daemon, and ECS checks it through the image's own probe of the health_check port.
+    assert 0 < adot["memoryReservation"] < adot["memory"] <= 512
+    assert adot["healthCheck"]["command"] == ["CMD", "/healthcheck"]
+    assert config["extensions"]["health_check"]["endpoint"] == "127.0.0.1:13133"
+    assert containers["upcheck"]["essential"] is True and adot["essential"] is False

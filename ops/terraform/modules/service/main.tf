@@ -68,18 +68,28 @@ locals {
     }
   }
 
-  # What the collector's ECS resource detector adds besides aws.ecs.task.arn.
-  ecs_detector_dropped = [
+  # What the collector's ECS resource detector adds besides aws.ecs.task.arn, and what the
+  # prometheus receiver puts on the resource besides service.name and service.instance.id
+  # (which the exporter turns back into `job` and `instance`).
+  resource_attributes_dropped = [
     "aws.ecs.cluster.arn", "aws.ecs.launchtype", "aws.ecs.task.family", "aws.ecs.task.id",
     "aws.ecs.task.revision", "aws.log.group.arns", "aws.log.group.names", "aws.log.stream.arns",
     "aws.log.stream.names", "cloud.account.id", "cloud.availability_zone", "cloud.platform",
     "cloud.provider", "cloud.region",
+    "net.host.name", "net.host.port", "http.scheme", "server.address", "server.port", "url.scheme",
   ]
+
+  # The collector may use this much memory and no more: a hard container limit, so a runaway
+  # collector is killed and restarted on its own (it is not essential) instead of starving the
+  # daemon; memory_limiter starts refusing data before that.
+  adot_memory_limit_mib       = 256
+  adot_memory_reservation_mib = 128
+  adot_health_endpoint        = "127.0.0.1:13133"
 
   adot_config = {
     extensions = {
       sigv4auth    = { region = var.region, service = "aps" }
-      health_check = {}
+      health_check = { endpoint = local.adot_health_endpoint }
     }
     receivers = {
       prometheus = {
@@ -98,13 +108,21 @@ locals {
     }
     # Every task's collector scrapes its own daemon as localhost:8080, so without a per-task
     # label two tasks (several tasks; during a deployment up to 200 % of them) would write
-    # identical series for their daemon-level metrics, and for a URL two tasks export while its
-    # ownership moves, and AMP would reject one of them as duplicate / out-of-order samples. The ECS detector reads the
-    # task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) and adds aws.ecs.task.arn to the
-    # resource; resource_to_telemetry_conversion turns it into the label `aws_ecs_task_arn`.
-    # The detector's other attributes are dropped (deleting an absent key is a no-op), so
-    # series carry only that one extra label.
+    # identical series for their daemon-level metrics, and for a URL two tasks export while
+    # its ownership moves, and AMP would reject one of them as duplicate / out-of-order
+    # samples. The ECS detector reads the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4)
+    # and adds aws.ecs.task.arn to the resource; resource_to_telemetry_conversion turns it into
+    # the label `aws_ecs_task_arn`. The other resource attributes above are dropped (deleting an
+    # absent key is a no-op). What stays on every series besides the daemon's own labels:
+    # `job` and `instance`, `aws_ecs_task_arn`, and `service_name` / `service_instance_id`
+    # (the same values as job and instance, from the receiver's resource).
     processors = {
+      # First in the pipeline: refuses data when the collector nears its memory limit.
+      memory_limiter = {
+        check_interval         = "1s"
+        limit_percentage       = 80
+        spike_limit_percentage = 25
+      }
       batch = {}
       "resourcedetection/ecs" = {
         detectors = ["ecs"]
@@ -112,7 +130,7 @@ locals {
         override  = false
       }
       "resource/task_only" = {
-        attributes = [for key in local.ecs_detector_dropped : { key = key, action = "delete" }]
+        attributes = [for key in local.resource_attributes_dropped : { key = key, action = "delete" }]
       }
     }
     exporters = {
@@ -127,7 +145,7 @@ locals {
       pipelines = {
         metrics = {
           receivers  = ["prometheus"]
-          processors = ["resourcedetection/ecs", "resource/task_only", "batch"]
+          processors = ["memory_limiter", "resourcedetection/ecs", "resource/task_only", "batch"]
           exporters  = ["prometheusremotewrite"]
         }
       }
@@ -140,9 +158,19 @@ locals {
     essential              = false # losing the collector must not stop probing
     user                   = var.container_user
     readonlyRootFilesystem = true
+    memory                 = local.adot_memory_limit_mib
+    memoryReservation      = local.adot_memory_reservation_mib
     environment            = [{ name = "AOT_CONFIG_CONTENT", value = yamlencode(local.adot_config) }]
     linuxParameters        = { capabilities = { drop = ["ALL"] } }
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    # The ADOT image's own probe of the health_check extension (/healthcheck, in the image).
+    healthCheck = {
+      command     = ["CMD", "/healthcheck"]
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = 30
+    }
     logConfiguration = merge(local.log_configuration, {
       options = merge(local.log_configuration.options, { awslogs-stream-prefix = "adot" })
     })
