@@ -289,6 +289,8 @@ VERIFIED_PINS = {
     "aws-actions/amazon-ecr-login": ("062b18b96a7aff071d4dc91bc00c4c1a7945b076", "v2.0.1"),
     "docker/setup-buildx-action": ("b5ca514318bd6ebac0fb2aedd5d36ec1b5c232a2", "v3.10.0"),
     "docker/build-push-action": ("263435318d21b8e681c14492fe198d362a7d2c83", "v6.18.0"),
+    # Most sources name this commit v0.29.0 (two name another release): the pin is the commit.
+    "aquasecurity/trivy-action": ("18f2510ee396bbf400402947b394f2dd8c87dbb0", "v0.29.0"),
 }
 # No public source showed a release commit of these: left on their major tag for a human to pin.
 NOT_YET_VERIFIED = {
@@ -325,3 +327,20 @@ def test_deploy_and_apply_use_environments_of_their_own_that_the_roles_trust() -
     ):
         block = variables[variables.index(f'variable "{variable}"') :]
         assert re.search(rf'default\s*=\s*"{environment}"', block.split("\n}\n")[0]), variable
+
+
+def test_a_critical_finding_stops_the_release_before_tagging_and_deploying() -> None:
+    image = load("release.yml")["jobs"]["image"]
+    names = [s.get("name", s.get("uses", "")) for s in steps(image)]
+    scan_index = names.index("Stop on critical vulnerabilities")
+    scan = steps(image)[scan_index]
+    assert scan["uses"].startswith("aquasecurity/trivy-action@")
+    assert scan["with"]["severity"] == "CRITICAL"
+    assert scan["with"]["exit-code"] == "1", "a finding must fail the job"
+    # The image scanned is the one by digest that is then tagged and deployed.
+    assert "steps.build.outputs.digest" in scan["with"]["image-ref"]
+    assert "steps.existing.outputs.digest" in scan["with"]["image-ref"]
+    build = next(i for i, s in enumerate(steps(image)) if "build-push-action" in s.get("uses", ""))
+    assert build < scan_index < names.index("Tag the image with its version")
+    # The deploy needs the image job, so a failed scan never reaches ECS.
+    assert load("release.yml")["jobs"]["deploy"]["needs"] == "image"
