@@ -2,6 +2,10 @@
 # Build: docker build -t upcheck .    Run: docker run -p 8080:8080 -e UPCHECK_TARGETS=s3://... upcheck
 
 # Pinned to an exact Python release on Debian bookworm, so a rebuild gets the same interpreter.
+# Not yet pinned by digest: a tag can be re-pushed, a digest cannot, but no digest of this tag
+# could be pulled or confirmed from here (public Dockerfiles name several different ones, as the
+# tag was rebuilt over time). To pin: `docker buildx imagetools inspect
+# python:3.11.7-slim-bookworm` and append `@sha256:<index digest>` (README "Container").
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,9 +20,11 @@ RUN groupadd --system --gid 10001 upcheck \
 
 WORKDIR /app
 
-# Dependencies in their own layer: it is rebuilt only when requirements.txt changes.
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependencies in their own layer: it is rebuilt only when the lock changes. Every package,
+# transitive ones included, is pinned with the sha256 of its files (requirements.lock, made
+# from requirements.txt): pip refuses anything else, and --no-deps installs nothing unlisted.
+COPY requirements.lock .
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 
 # The code, owned by root and so read-only for the daemon; only results/ (the default local
 # results file) is writable by it.

@@ -27,7 +27,14 @@ locals {
   cluster_name = var.name
 
   log_group_name = "/ecs/${var.name}"
-  https_enabled  = var.domain_name != ""
+
+  # README "Cost": the profile decides NAT, the load balancer, flow logs and the defaults below.
+  lean        = var.profile == "lean"
+  url_metrics = var.cloudwatch_url_metrics != null ? var.cloudwatch_url_metrics : (local.lean ? "none" : "ResponseTime")
+  budget_usd  = var.monthly_budget_usd != null ? var.monthly_budget_usd : (local.lean ? 100 : 1000)
+
+  # WAF follows the exposure unless set: on for a public ALB (always), off for an internal one.
+  enable_waf = var.enable_waf == null ? !var.alb_internal : var.enable_waf
 
   # CloudWatch alarm periods must be whole minutes; the daemon pushes once per publish interval.
   alarm_period = max(60, ceil(var.publish_interval / 60) * 60)
@@ -48,10 +55,13 @@ module "network" {
   name               = var.name
   cidr               = var.vpc_cidr
   availability_zones = var.availability_zones
+  nat_gateway        = !local.lean
   nat_gateway_per_az = var.nat_gateway_per_az
   kms_key_arn        = module.encryption.key_arn
-  log_retention_days = var.log_retention_days
   account_id         = local.account_id
+
+  flow_log_traffic        = local.lean ? "REJECT" : "ALL"
+  flow_log_retention_days = local.lean ? 30 : var.log_retention_days
 }
 
 module "registry" {
@@ -65,7 +75,12 @@ module "prometheus" {
   source = "./modules/prometheus"
   count  = var.enable_amp ? 1 : 0
 
-  name = var.name
+  name              = var.name
+  region            = var.aws_region
+  rules_yaml        = file("${path.module}/../prometheus/alerts.yml")
+  alertmanager_yaml = file("${path.module}/../prometheus/alertmanager.yml")
+  alert_manager     = var.amp_alert_manager
+  sns_topic_arn     = module.monitoring.topic_arn
 }
 
 module "iam" {
@@ -108,12 +123,15 @@ module "storage" {
 
 module "load_balancer" {
   source = "./modules/load_balancer"
+  count  = local.lean ? 0 : 1
 
   name                = var.name
   vpc_id              = module.network.vpc_id
-  public_subnet_ids   = module.network.public_subnet_ids
+  subnet_ids          = var.alb_internal ? module.network.private_subnet_ids : module.network.public_subnet_ids
   ingress_cidrs       = var.alb_ingress_cidrs
   internal            = var.alb_internal
+  authentication      = var.alb_authentication
+  oidc_client_secret  = var.alb_oidc_client_secret
   deletion_protection = var.alb_deletion_protection
   access_logs_bucket  = module.storage.logs_bucket
   container_port      = 8080
@@ -121,7 +139,7 @@ module "load_balancer" {
   domain_name         = var.domain_name
   route53_zone_id     = var.route53_zone_id
   certificate_arn     = var.certificate_arn
-  enable_waf          = var.enable_waf
+  enable_waf          = local.enable_waf
   waf_rate_limit      = var.waf_rate_limit
   kms_key_arn         = module.encryption.key_arn
   log_retention_days  = var.log_retention_days
@@ -133,9 +151,11 @@ module "service" {
   name                 = var.name
   region               = var.aws_region
   vpc_id               = module.network.vpc_id
-  private_subnet_ids   = module.network.private_subnet_ids
-  alb_security_group   = module.load_balancer.security_group_id
-  target_group_arn     = module.load_balancer.target_group_arn
+  subnet_ids           = local.lean ? module.network.public_subnet_ids : module.network.private_subnet_ids
+  assign_public_ip     = local.lean
+  load_balanced        = !local.lean
+  alb_security_group   = local.lean ? null : module.load_balancer[0].security_group_id
+  target_group_arn     = local.lean ? null : module.load_balancer[0].target_group_arn
   image                = var.container_image != "" ? var.container_image : "${module.registry.repository_url}:${var.image_tag}"
   container_user       = var.container_user
   task_cpu             = var.task_cpu
@@ -155,7 +175,7 @@ module "service" {
   reload_interval      = var.reload_interval
   publish_interval     = var.publish_interval
   cloudwatch_namespace = var.cloudwatch_namespace
-  url_metrics          = var.cloudwatch_url_metrics
+  url_metrics          = local.url_metrics
   app_name             = local.app_name
   enable_amp           = var.enable_amp
   adot_image           = var.adot_image
@@ -180,8 +200,32 @@ module "monitoring" {
   cluster_name          = module.service.cluster_name
   service_name          = module.service.service_name
   desired_count         = var.desired_count
-  alb_arn_suffix        = module.load_balancer.alb_arn_suffix
-  target_group_suffix   = module.load_balancer.target_group_arn_suffix
+  alb_arn_suffix        = local.lean ? "" : module.load_balancer[0].alb_arn_suffix
+  target_group_suffix   = local.lean ? "" : module.load_balancer[0].target_group_arn_suffix
   log_group_name        = local.log_group_name
-  url_metrics_published = var.cloudwatch_url_metrics != "none"
+  url_metrics_published = local.url_metrics != "none"
+  load_balanced         = !local.lean
+  monthly_budget_usd    = local.budget_usd
+  budget_tag_filter     = var.budget_by_application_tag ? "user:Application$${var.name}" : ""
+}
+
+module "ci" {
+  source = "./modules/ci"
+  count  = var.github_repository == "" ? 0 : 1
+
+  name                 = var.name
+  account_id           = local.account_id
+  partition            = local.partition
+  region               = var.aws_region
+  github_repository    = var.github_repository
+  create_oidc_provider = var.github_oidc_provider_arn == ""
+  oidc_provider_arn    = var.github_oidc_provider_arn
+  deploy_environment   = var.github_deploy_environment
+  apply_environment    = var.github_apply_environment
+  ecr_repository_arn   = module.registry.repository_arn
+  cluster_name         = local.cluster_name
+  service_name         = var.name
+  execution_role_arn   = module.iam.execution_role_arn
+  task_role_arn        = module.iam.task_role_arn
+  state_bucket         = var.tf_state_bucket
 }

@@ -29,6 +29,18 @@ variable "tags" {
   default     = {}
 }
 
+# Two documented profiles (README "Cost"): what the stack costs is mostly decided here.
+variable "profile" {
+  description = "\"lean\" (the default): no NAT gateway (tasks in the public subnets with a public IP, the same security group, nothing may connect in), no load balancer (the status page is results.html in the results bucket), an S3 gateway endpoint, VPC flow logs of rejected traffic kept 30 days, no per-URL CloudWatch metrics, no AMP: 10,000 URLs every 60 s for under $100 a month. \"full\": private subnets behind NAT, the load balancer (internal by default), flow logs of all traffic, per-URL ResponseTime in CloudWatch, AMP available."
+  type        = string
+  default     = "lean"
+
+  validation {
+    condition     = contains(["lean", "full"], var.profile)
+    error_message = "profile must be \"lean\" or \"full\"."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Network
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +76,7 @@ variable "nat_gateway_per_az" {
 # Load balancer and HTTPS
 # ---------------------------------------------------------------------------------------------
 variable "domain_name" {
-  description = "Host name for the status page (for example status.example.com). Empty: the ALB serves plain HTTP on its own DNS name. Set: HTTPS with an ACM certificate and an HTTP->HTTPS redirect."
+  description = "Host name for the status page (for example status.example.com). With it (or certificate_arn) the ALB serves HTTPS with an ACM certificate and redirects HTTP there. Empty and no certificate_arn: an internal ALB serves plain HTTP inside the VPC only."
   type        = string
   default     = ""
 
@@ -86,7 +98,7 @@ variable "route53_zone_id" {
 }
 
 variable "certificate_arn" {
-  description = "ARN of an existing ACM certificate for domain_name. Leave empty to have one created (then route53_zone_id is required for DNS validation)."
+  description = "ARN of an existing ACM certificate (same region) for the HTTPS listener. Empty with a domain_name: one is created and validated through route53_zone_id."
   type        = string
   default     = ""
 
@@ -101,23 +113,84 @@ variable "certificate_arn" {
   }
 }
 
-# Required, with no default: the page, /metrics and /results show every monitored URL with its
-# errors and hand out presigned links to the results, so opening them to the internet must be a
-# decision, not a default.
+# Required, with no default: even an internal ALB should admit only the networks that need the
+# page (the VPC, a VPN, peered ranges).
 variable "alb_ingress_cidrs" {
-  description = "Required. IPv4 CIDR blocks allowed to reach the load balancer: office or VPN ranges, the VPC's own range with alb_internal = true, or [\"0.0.0.0/0\"] to make the status page, /metrics and /results public on purpose."
+  description = "Required with profile = \"full\" (lean has no load balancer). IPv4 CIDR blocks allowed to reach the load balancer: the VPC's own range, VPN or peered ranges for the internal ALB (the default); office ranges or [\"0.0.0.0/0\"] for a public one (which also needs HTTPS and alb_authentication)."
   type        = list(string)
+  default     = null
 
   validation {
-    condition     = length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0))])
-    error_message = "alb_ingress_cidrs must be a non-empty list of IPv4 CIDR blocks."
+    condition     = var.alb_ingress_cidrs == null ? var.profile == "lean" : (length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0))]))
+    error_message = "alb_ingress_cidrs must be a non-empty list of IPv4 CIDR blocks, and is required with profile = \"full\": who may reach the load balancer is never a default."
   }
 }
 
+# Private by default. The page and /results list every monitored URL with its errors and hand
+# out presigned links to the results: on the internet they must sit behind HTTPS and a login.
 variable "alb_internal" {
-  description = "Make the load balancer internal (reachable only from inside the VPC and peered networks)."
+  description = "Internal load balancer (the default): no public address, reachable from the VPC and the networks peered or VPN-connected to it. false makes it internet-facing, which requires HTTPS (domain_name or certificate_arn) and alb_authentication."
   type        = bool
-  default     = false
+  default     = true
+
+  validation {
+    condition     = var.alb_internal || ((var.domain_name != "" || var.certificate_arn != "") && var.alb_authentication.type != "none")
+    error_message = "A public load balancer (alb_internal = false) needs HTTPS (domain_name or certificate_arn) and alb_authentication (type \"oidc\" or \"cognito\"): the page and /results expose every URL and presigned links to the results."
+  }
+}
+
+variable "alb_authentication" {
+  description = "Who may use the HTTPS listener: type \"none\" (only allowed on an internal ALB), \"oidc\" (any OpenID Connect provider: set oidc and alb_oidc_client_secret) or \"cognito\" (set cognito). Every path but /metrics (always 404 at the ALB) passes the ALB's authenticate action first, /results and its presigned links included."
+  type = object({
+    type = string
+    oidc = optional(object({
+      issuer                 = string
+      authorization_endpoint = string
+      token_endpoint         = string
+      user_info_endpoint     = string
+      client_id              = string
+      scope                  = optional(string, "openid")
+    }))
+    cognito = optional(object({
+      user_pool_arn       = string
+      user_pool_client_id = string
+      user_pool_domain    = string
+    }))
+    session_timeout = optional(number, 28800)
+  })
+  default = { type = "none" }
+
+  validation {
+    condition     = contains(["none", "oidc", "cognito"], var.alb_authentication.type)
+    error_message = "alb_authentication.type must be \"none\", \"oidc\" or \"cognito\"."
+  }
+
+  validation {
+    condition     = var.alb_authentication.type != "oidc" || var.alb_authentication.oidc != null
+    error_message = "alb_authentication.type = \"oidc\" needs alb_authentication.oidc (issuer, endpoints, client_id)."
+  }
+
+  validation {
+    condition     = var.alb_authentication.type != "cognito" || var.alb_authentication.cognito != null
+    error_message = "alb_authentication.type = \"cognito\" needs alb_authentication.cognito (user_pool_arn, user_pool_client_id, user_pool_domain)."
+  }
+
+  validation {
+    condition     = var.alb_authentication.type == "none" || var.domain_name != "" || var.certificate_arn != ""
+    error_message = "ALB authentication runs on the HTTPS listener only: set domain_name or certificate_arn too."
+  }
+}
+
+variable "alb_oidc_client_secret" {
+  description = "Client secret of the OIDC application (alb_authentication.type = \"oidc\"). Pass it as TF_VAR_alb_oidc_client_secret from a secret store, never in a committed file; it is stored in the Terraform state, which must be encrypted."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alb_authentication.type != "oidc" || var.alb_oidc_client_secret != ""
+    error_message = "alb_authentication.type = \"oidc\" needs alb_oidc_client_secret."
+  }
 }
 
 variable "alb_deletion_protection" {
@@ -127,9 +200,14 @@ variable "alb_deletion_protection" {
 }
 
 variable "enable_waf" {
-  description = "Attach an AWS WAF web ACL (AWS managed common, known-bad-inputs and IP reputation rules, plus a per-IP rate limit) to the load balancer."
+  description = "Attach an AWS WAF web ACL (AWS managed common, known-bad-inputs and IP reputation rules, plus a per-IP rate limit) to the load balancer. null (the default): on for a public ALB, off for an internal one. A public ALB always has it."
   type        = bool
-  default     = true
+  default     = null
+
+  validation {
+    condition     = var.alb_internal || var.enable_waf != false
+    error_message = "A public load balancer always has WAF: leave enable_waf unset (null) or true."
+  }
 }
 
 variable "waf_rate_limit" {
@@ -229,7 +307,7 @@ variable "shard" {
 }
 
 variable "log_retention_days" {
-  description = "Days CloudWatch Logs keeps the task, VPC flow and WAF logs."
+  description = "Days CloudWatch Logs keeps the task and WAF logs, and with profile = \"full\" the VPC flow logs (lean keeps its rejected-traffic flow logs 30 days)."
   type        = number
   default     = 365
 
@@ -331,12 +409,12 @@ variable "cloudwatch_namespace" {
 }
 
 variable "cloudwatch_url_metrics" {
-  description = "UPCHECK_CLOUDWATCH_URL_METRICS: per-URL CloudWatch metrics, a comma list of ResponseTime, Up, StatusCode, or none. Each is billed as one custom metric per URL (see the root README)."
+  description = "UPCHECK_CLOUDWATCH_URL_METRICS: per-URL CloudWatch metrics, a comma list of ResponseTime, Up, StatusCode, or none. Each is billed as one custom metric per URL (see README \"Cost\"). null (the default): none with the lean profile, ResponseTime with the full one."
   type        = string
-  default     = "ResponseTime,Up"
+  default     = null
 
   validation {
-    condition     = var.cloudwatch_url_metrics == "none" || alltrue([for m in split(",", var.cloudwatch_url_metrics) : contains(["ResponseTime", "Up", "StatusCode"], m)])
+    condition     = var.cloudwatch_url_metrics == null || var.cloudwatch_url_metrics == "none" || alltrue([for m in split(",", coalesce(var.cloudwatch_url_metrics, "none")) : contains(["ResponseTime", "Up", "StatusCode"], m)])
     error_message = "cloudwatch_url_metrics must be none or a comma list of ResponseTime, Up, StatusCode."
   }
 }
@@ -405,7 +483,7 @@ variable "alarm_email" {
 }
 
 variable "alarm_targets_down_periods" {
-  description = "Consecutive publish periods with at least one URL down (TargetsDown >= 1) before the TargetsDown alarm fires."
+  description = "Length, in publish periods, of the window a URL must be down throughout to count as down for good: the targets-down alarm fires when more URLs are down for a whole window than in the window before (once per increase, so a URL that stays dead never hides a new failure)."
   type        = number
   default     = 5
 
@@ -430,9 +508,20 @@ variable "alarm_silence_periods" {
 # Amazon Managed Service for Prometheus
 # ---------------------------------------------------------------------------------------------
 variable "enable_amp" {
-  description = "Create an Amazon Managed Service for Prometheus workspace and run an ADOT collector sidecar that scrapes the daemon's /metrics and remote-writes there."
+  description = "Create an Amazon Managed Service for Prometheus workspace and run an ADOT collector sidecar that scrapes the daemon's /metrics and remote-writes there (profile = \"full\" only)."
   type        = bool
   default     = false
+
+  validation {
+    condition     = !var.enable_amp || var.profile == "full"
+    error_message = "enable_amp needs profile = \"full\": the lean profile keeps AMP off to stay under its budget."
+  }
+}
+
+variable "amp_alert_manager" {
+  description = "With enable_amp: give the workspace an alert manager that sends the alerts of ops/prometheus/alerts.yml to the alarm SNS topic, with the inhibit rules of ops/prometheus/alertmanager.yml. false: the rules still run; route their alerts yourself."
+  type        = bool
+  default     = true
 }
 
 variable "adot_image" {
@@ -454,5 +543,83 @@ variable "amp_scrape_interval" {
   validation {
     condition     = var.amp_scrape_interval >= 5 && var.amp_scrape_interval <= 300
     error_message = "amp_scrape_interval must be between 5 and 300 seconds."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Budget
+# ---------------------------------------------------------------------------------------------
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget (USD) of an AWS Budgets budget that notifies the alarm topic at 80 % of actual and 100 % of forecast spend. null: 100 with the lean profile, 1000 with the full one (README \"Cost\" has the arithmetic for 1k, 10k and 100k URLs). 0: no budget in this stack (the account has its own)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.monthly_budget_usd == null || coalesce(var.monthly_budget_usd, 0) >= 0
+    error_message = "monthly_budget_usd must be 0 (no budget) or a positive amount of USD, or null for the profile's default."
+  }
+}
+
+variable "budget_by_application_tag" {
+  description = "Count only costs tagged Application = <name> in the budget. Turn on only after activating the Application cost allocation tag in the Billing console (else the budget sees no cost at all); off, it counts the whole account."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# CI (GitHub Actions through OIDC; README "CI roles")
+# ---------------------------------------------------------------------------------------------
+variable "github_repository" {
+  description = "owner/name of the GitHub repository whose workflows deploy this stack. Set: the GitHub OIDC provider and the release, deploy, plan and apply roles are created, each trusted for its job's exact OIDC subject. Empty: none (create them elsewhere)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_repository == "" || can(regex("^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$", var.github_repository))
+    error_message = "github_repository must be empty or owner/name."
+  }
+}
+
+variable "github_oidc_provider_arn" {
+  description = "ARN of the account's existing GitHub OIDC provider (an account has one per issuer). Empty: this stack creates it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_oidc_provider_arn == "" || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\\.actions\\.githubusercontent\\.com$", var.github_oidc_provider_arn))
+    error_message = "github_oidc_provider_arn must be empty or the ARN of the token.actions.githubusercontent.com OIDC provider."
+  }
+}
+
+variable "github_deploy_environment" {
+  description = "GitHub environment of release.yml's deploy job: the only OIDC subject the deploy role trusts."
+  type        = string
+  default     = "production-deploy"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_deploy_environment))
+    error_message = "github_deploy_environment must be a plain environment name."
+  }
+}
+
+variable "github_apply_environment" {
+  description = "GitHub environment of infra.yml's apply job: the only OIDC subject the apply role trusts. Must differ from github_deploy_environment."
+  type        = string
+  default     = "production-infra"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_apply_environment)) && var.github_apply_environment != var.github_deploy_environment
+    error_message = "github_apply_environment must be a plain environment name other than github_deploy_environment (otherwise the deploy job could assume the apply role)."
+  }
+}
+
+variable "tf_state_bucket" {
+  description = "S3 bucket of the remote state (backend.tf): the plan role may read it. Required with github_repository."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_repository == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.tf_state_bucket))
+    error_message = "With github_repository set, tf_state_bucket must name the state bucket (the plan role reads it)."
   }
 }

@@ -67,11 +67,13 @@ def test_base_image_is_a_slim_python_pinned_to_a_patch_release() -> None:
 def test_dependencies_are_installed_in_a_layer_before_the_code() -> None:
     steps = instructions()
     order = [f"{k} {a}" for k, a in steps]
-    copy_requirements = order.index("COPY requirements.txt .")
+    copy_requirements = order.index("COPY requirements.lock .")
     install = next(i for i, s in enumerate(order) if s.startswith("RUN pip install"))
     copy_code = next(i for i, s in enumerate(order) if s.startswith("COPY daemon/"))
     assert copy_requirements < install < copy_code
-    assert "-r requirements.txt" in order[install] and "--no-cache-dir" in order[install]
+    assert "-r requirements.lock" in order[install] and "--no-cache-dir" in order[install]
+    # Only hashed files, and nothing the lock does not list.
+    assert "--require-hashes" in order[install] and "--no-deps" in order[install]
 
 
 def test_runs_as_a_fixed_non_root_user() -> None:
@@ -212,8 +214,40 @@ def test_dockerignore_keeps_out(path: str) -> None:
 
 def test_dockerignore_lets_in_everything_the_dockerfile_copies() -> None:
     sources = [a.split()[0] for k, a in instructions() if k == "COPY"]
-    assert sources == ["requirements.txt", "daemon/"]
+    assert sources == ["requirements.lock", "daemon/"]
     for source in sources:
         assert in_build_context(source.rstrip("/"))
     for module in (REPO / "daemon").rglob("*.py"):
         assert in_build_context(module.relative_to(REPO).as_posix()), module
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: name -> (version, sha256 hashes)."""
+    text = (REPO / "requirements.lock").read_text()
+    found = {}
+    for block in re.split(r"\n(?=[a-z0-9])", text):
+        head = re.match(r"^([a-z0-9][a-z0-9._-]*)==(\S+) \\", block)
+        if head:
+            found[head[1]] = (head[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return found
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_requirements_txt_and_everything_it_pulls_in_with_hashes() -> None:
+    lock = _lock()
+    assert lock, "requirements.lock lists nothing"
+    # Every direct requirement at the same version...
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            assert lock[_normal(name)][0] == version, name
+    # ...and every package, transitive ones too, with at least one sha256.
+    assert all(hashes for _, hashes in lock.values()), [n for n, (_, h) in lock.items() if not h]
+    text = (REPO / "requirements.lock").read_text()
+    # Nothing machine-local (an index or a wheel folder of the machine that made it).
+    assert "--index-url" not in text and "--find-links" not in text and "file://" not in text
+    assert {"urllib3", "botocore", "greenlet", "certifi"} <= set(lock)

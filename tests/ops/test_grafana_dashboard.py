@@ -329,3 +329,15 @@ def test_the_name_and_url_variables_list_the_targets(
             what=f"values of {variable}",
         )
         assert values == wanted[variable]
+
+
+def test_the_data_source_interval_is_the_scrape_interval_here_and_on_amp() -> None:
+    """A timeInterval shorter than the scrape (15 s against AMP's 60 s) leaves rate panels
+    blank: $__rate_interval must span several real scrapes."""
+    sources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    (source,) = sources["datasources"]
+    prometheus = yaml.safe_load((REPO / "ops/prometheus/prometheus.yml").read_text())
+    assert source["jsonData"]["timeInterval"] == prometheus["global"]["scrape_interval"] == "60s"
+    variables = (REPO / "ops/terraform/variables.tf").read_text()
+    amp = variables[variables.index('variable "amp_scrape_interval"') :]
+    assert re.search(r"default\s*=\s*60\n", amp), "AMP's collector scrapes every 60 s"

@@ -27,7 +27,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules() -> None:
     checked = promtool("check", "rules", "alerts.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 8 rules found" in checked.stdout
+    assert "SUCCESS: 12 rules found" in checked.stdout
 
 
 def test_promtool_unit_tests_of_every_rule_pass() -> None:
@@ -77,11 +77,15 @@ def test_every_rule_aggregates_the_tasks_away() -> None:
     an alert keyed by task would fire once per task and again for each replacement."""
     for rule in _rules():
         expr = " ".join(rule["expr"].split())
-        assert re.match(r"^(max|min|count|sum) by \(", expr), rule["alert"]
+        assert re.match(r"^(1 - \( )?(max|min|count|sum) by \(", expr), rule["alert"]
         assert not names(expr).grouping & TASK_LABELS, rule["alert"]
-        if any(m.startswith("probe_") for m in names(expr).selectors):
+        if rule["alert"] == "UpcheckEgressBroken":
+            # Counts URLs (each once, whichever tasks export it) per job.
+            assert names(expr).grouping == {"job", "name", "url"}, rule["alert"]
+            assert expr.startswith("count by (job) (max by (job, name, url) ("), expr
+        elif any(m.startswith(("probe_", "upcheck_consecutive")) for m in names(expr).selectors):
             # One alert per URL, whichever task owns it, bridging the moment it changes hands.
-            assert re.match(r"^(max|min) by \(job, name, url\) \(last_over_time\(", expr), rule
+            assert re.match(r"^(1 - \( )?(max|min|sum) by \(job, name, url\) \(", expr), rule
             assert names(expr).grouping == {"job", "name", "url"}, rule["alert"]
 
 
@@ -121,3 +125,28 @@ def test_promtool_accepts_the_example_scrape_config() -> None:
     assert config["rule_files"] == ["alerts.yml"]
     (job,) = config["scrape_configs"]
     assert job["job_name"] == "upcheck" and job["metrics_path"] == "/metrics"
+
+
+def _rule(alert: str) -> dict:
+    (rule,) = [r for r in _rules() if r["alert"] == alert]
+    return rule
+
+
+def test_a_url_is_down_after_failed_probes_in_a_row_not_after_a_time_with_one_failure() -> None:
+    """At a 10 minute probe interval one failure leaves probe_success at 0 for 10 minutes: a
+    rule on probe_success alone with `for: 5m` paged after one failed probe. The count of
+    failed probes in a row is the same at any interval (the promtool cases run 60 s and 10 min)."""
+    expr = " ".join(_rule("UpcheckURLDown")["expr"].split())
+    assert "upcheck_consecutive_failures" in names(expr).selectors
+    assert re.search(r"\(last_over_time\(upcheck_consecutive_failures\[2m\]\)\) >= 3", expr)
+    tests = (PROMETHEUS / "tests" / "alerts_test.yml").read_text()
+    assert "slow is probed every 10 minutes and fails once" in tests
+
+
+def test_flapping_egress_rows_and_drops_have_rules() -> None:
+    assert "avg_over_time" in _rule("UpcheckURLFlapping")["expr"] or (
+        "sum_over_time(probe_success[1h])" in _rule("UpcheckURLFlapping")["expr"]
+    )
+    assert "upcheck_targets_row_errors_total" in _rule("UpcheckTargetsRowsSkipped")["expr"]
+    assert "upcheck_sink_dropped_total" in _rule("UpcheckSinkDropping")["expr"]
+    assert _rule("UpcheckEgressBroken")["labels"]["severity"] == "critical"

@@ -91,6 +91,10 @@ def test_alert_rules_load_and_pick_out_the_broken_and_the_expiring_target(
         "UpcheckSinkFailing",
         "UpcheckShardMembersDisagree",
         "UpcheckShardRefreshFailing",
+        "UpcheckURLFlapping",
+        "UpcheckEgressBroken",
+        "UpcheckTargetsRowsSkipped",
+        "UpcheckSinkDropping",
     }
 
     expected = {

@@ -9,6 +9,7 @@ and covered by `terraform validate`, checkov and the HCL tests instead.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/upcheck-ci"
 TFVARS = {
+    "profile": "full",
     "aws_region": REGION,
     "image_tag": "test-1",
     "alb_deletion_protection": False,  # so that destroy can remove it
@@ -38,8 +40,36 @@ TFVARS = {
     # Several tasks sharing the list (shard = "ecs" by default). Moto records the service's
     # desired count but starts no Fargate task, so nothing runs.
     "desired_count": 3,
+    # Moto has no AMP alert manager API, and its Budgets API never lets the provider finish
+    # creating a budget with notifications: both are planned (the public plan) instead.
+    "amp_alert_manager": False,
+    "monthly_budget_usd": 0,
+    # The GitHub OIDC provider and the four CI roles.
+    "github_repository": "acme/upcheck",
+    "tf_state_bucket": "acme-upcheck-tf-state",
 }
 APPLY_TIMEOUT = 480
+
+# The lean profile, as an operator would write it: no load balancer inputs at all.
+LEAN_TFVARS = {
+    "aws_region": REGION,
+    "image_tag": "test-1",
+    "force_destroy_buckets": True,
+    "bucket_admin_principal_arns": [ADMIN],
+}
+
+# The public exposure: internet-facing only with HTTPS and an OIDC login in front (planned, not
+# applied: moto cannot validate the certificate). The secret is a test value.
+OIDC = {
+    "type": "oidc",
+    "oidc": {
+        "issuer": "https://login.example.com",
+        "authorization_endpoint": "https://login.example.com/authorize",
+        "token_endpoint": "https://login.example.com/token",
+        "user_info_endpoint": "https://login.example.com/userinfo",
+        "client_id": "upcheck-status-page",
+    },
+}
 
 
 class Stack:
@@ -52,6 +82,8 @@ class Stack:
         self.moto = moto
         self.outputs: dict = {}
         self.https_plan: dict = {}
+        self.state: dict = {}
+        self.lean: dict = {}
         self._session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
         )
@@ -69,14 +101,79 @@ def _https_plan(terraform, workdir: Path, env: dict[str, str]) -> dict:
     return json.loads(terraform.run(["show", "-json", "https.plan"], workdir, env).stdout)
 
 
+def _apply_read_and_destroy_lean(terraform, workdir: Path, services: set[str]) -> dict:
+    """The lean profile applied to a moto server of its own, read back, destroyed: what the
+    lean tests assert on. Runs beside the full stack's apply (both mostly wait on moto)."""
+    with MotoServer() as moto:
+        override = tf.moto_override(moto.endpoint_url, services, REGION)
+        tf.assert_only_loopback_endpoints(override, services)
+        (workdir / "override.tf").write_text(override)
+        (workdir / "test.auto.tfvars.json").write_text(json.dumps(LEAN_TFVARS))
+        lean = Stack(terraform, workdir, terraform.env("lean"), moto)
+        lean.tf("init", "-input=false", timeout=180)
+        # The lean defaults, budget included, as planned; then applied without the budget,
+        # which moto cannot create (see TFVARS).
+        lean.tf("plan", "-input=false", "-refresh=false", "-out=lean.plan")
+        found_plan = json.loads(lean.tf("show", "-json", "lean.plan").stdout)
+        lean.tf(
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-parallelism=30",
+            "-var",
+            "monthly_budget_usd=0",
+            timeout=APPLY_TIMEOUT,
+        )
+        outputs = json.loads(lean.tf("output", "-json").stdout)
+        found: dict = {"outputs": {name: item["value"] for name, item in outputs.items()}}
+        found["plan"] = found_plan
+        found["state"] = json.loads(lean.tf("show", "-json").stdout)
+        ec2, ecs = lean.client("ec2"), lean.client("ecs")
+        found["nat_gateways"] = ec2.describe_nat_gateways()["NatGateways"]
+        found["load_balancers"] = lean.client("elbv2").describe_load_balancers()["LoadBalancers"]
+        found["endpoints"] = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+        found["flow_logs"] = ec2.describe_flow_logs()["FlowLogs"]
+        found["log_groups"] = lean.client("logs").describe_log_groups()["logGroups"]
+        (service,) = ecs.describe_services(
+            cluster=found["outputs"]["cluster_name"], services=[found["outputs"]["service_name"]]
+        )["services"]
+        found["service"] = service
+        vpc_config = service["networkConfiguration"]["awsvpcConfiguration"]
+        found["subnets"] = ec2.describe_subnets(SubnetIds=vpc_config["subnets"])["Subnets"]
+        found["task_security_groups"] = ec2.describe_security_groups(
+            GroupIds=vpc_config["securityGroups"]
+        )["SecurityGroups"]
+        found["task_definition"] = ecs.describe_task_definition(
+            taskDefinition=found["outputs"]["task_definition_arn"]
+        )["taskDefinition"]
+        found["workspaces"] = lean.client("amp").list_workspaces()["workspaces"]
+        lean.tf(
+            "destroy",
+            "-auto-approve",
+            "-input=false",
+            "-refresh=false",
+            "-parallelism=30",
+            "-var",
+            "monthly_budget_usd=0",
+            timeout=APPLY_TIMEOUT,
+        )
+        found["left"] = lean.tf("state", "list").stdout.split()
+        return found
+
+
 @pytest.fixture(scope="module")
 def stack(terraform, tmp_path_factory, checkov_install):
     # checkov_install: only so that its background install overlaps this slow apply.
     base = tmp_path_factory.mktemp("moto")
     workdir = tf.copy_module(base / "stack")
     https_dir = tf.copy_module(base / "https")
+    lean_dir = tf.copy_module(base / "lean")
     services = tf.services_used(workdir)
-    with MotoServer() as moto, ThreadPoolExecutor(max_workers=1) as background:
+    # The CI roles attach AWS managed policies (ReadOnlyAccess, AdministratorAccess), which moto
+    # knows only when told to load them; its server process inherits this environment.
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    with MotoServer() as moto, ThreadPoolExecutor(max_workers=2) as background:
+        lean = background.submit(_apply_read_and_destroy_lean, terraform, lean_dir, services)
         override = tf.moto_override(moto.endpoint_url, services, REGION)
         tf.assert_only_loopback_endpoints(override, services)
         deployed = Stack(terraform, workdir, terraform.env("moto"), moto)
@@ -87,7 +184,17 @@ def stack(terraform, tmp_path_factory, checkov_install):
             ]
             .split("/")[-1]
         )
-        https_vars = {**TFVARS, "domain_name": "status.example.com", "route53_zone_id": zone}
+        https_vars = {
+            **TFVARS,
+            "amp_alert_manager": True,
+            "monthly_budget_usd": None,
+            "alb_internal": False,
+            "alb_ingress_cidrs": ["0.0.0.0/0"],
+            "domain_name": "status.example.com",
+            "route53_zone_id": zone,
+            "alb_authentication": OIDC,
+            "alb_oidc_client_secret": "test-only-secret",
+        }
         for directory, tfvars in ((workdir, TFVARS), (https_dir, https_vars)):
             (directory / "override.tf").write_text(override)
             (directory / "test.auto.tfvars.json").write_text(json.dumps(tfvars))
@@ -103,7 +210,9 @@ def stack(terraform, tmp_path_factory, checkov_install):
         )
         outputs = json.loads(deployed.tf("output", "-json").stdout)
         deployed.outputs = {name: item["value"] for name, item in outputs.items()}
+        deployed.state = json.loads(deployed.tf("show", "-json").stdout)
         deployed.https_plan = https_plan.result(timeout=APPLY_TIMEOUT)
+        deployed.lean = lean.result(timeout=2 * APPLY_TIMEOUT)
 
         yield deployed
 
@@ -116,6 +225,7 @@ def stack(terraform, tmp_path_factory, checkov_install):
             "-parallelism=30",
             timeout=APPLY_TIMEOUT,
         )
+        os.environ.pop("MOTO_IAM_LOAD_MANAGED_POLICIES", None)
         left = deployed.tf("state", "list").stdout.split()
         assert left == [], f"destroy left resources in the state: {left}"
         ecs = deployed.client("ecs")
@@ -248,6 +358,12 @@ def test_service_runs_in_private_subnets_behind_the_alb(stack):
     assert [p for p in task_sg["IpPermissions"] if p.get("IpRanges")] == []
     (alb,) = elbv2.describe_load_balancers(Names=["upcheck"])["LoadBalancers"]
     assert sources == [(8080, alb["SecurityGroups"][0])]
+    # Private by default: an internal ALB, in the private subnets, with no public address.
+    assert alb["Scheme"] == "internal"
+    alb_subnets = ec2.describe_subnets(SubnetIds=[z["SubnetId"] for z in alb["AvailabilityZones"]])
+    assert {
+        t["Value"] for s in alb_subnets["Subnets"] for t in s["Tags"] if t["Key"] == "Tier"
+    } == {"private"}
     # The load balancer admits exactly the CIDRs it was given (no default opens it wider).
     (alb_sg,) = ec2.describe_security_groups(GroupIds=alb["SecurityGroups"])["SecurityGroups"]
     ranges = {r["CidrIp"] for p in alb_sg["IpPermissions"] for r in p.get("IpRanges", [])}
@@ -386,6 +502,12 @@ def test_image_repository_is_immutable_and_scanned(stack):
     assert {r["selection"]["tagStatus"] for r in policy["rules"]} == {"untagged", "any"}
 
 
+def _metric_names(alarm: dict) -> set[str]:
+    if alarm.get("MetricName"):
+        return {alarm["MetricName"]}
+    return {q["MetricStat"]["Metric"]["MetricName"] for q in alarm["Metrics"] if "MetricStat" in q}
+
+
 def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     cloudwatch = stack.client("cloudwatch")
     alarms = {
@@ -393,28 +515,57 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
         for a in cloudwatch.describe_alarms(AlarmNames=stack.outputs["alarm_names"])["MetricAlarms"]
     }
     assert len(alarms) == 4
-    by_metric = {a["MetricName"]: a for a in alarms.values()}
-    assert set(by_metric) == {
-        "TargetsDown",
-        "TargetsLoadSuccess",
-        "TargetsTotal",
-        "RunningTaskCount",
+    by_name = {name.removeprefix("upcheck-"): alarm for name, alarm in alarms.items()}
+    assert set(by_name) == {
+        "targets-down",
+        "targets-file-invalid",
+        "daemon-silent",
+        "running-tasks",
     }
-    for metric in ("TargetsDown", "TargetsLoadSuccess", "TargetsTotal"):
-        alarm = by_metric[metric]
-        assert alarm["Namespace"] == "Upcheck"
-        assert alarm["Dimensions"] == [{"Name": "Application", "Value": "upcheck"}]
-    assert by_metric["TargetsDown"]["EvaluationPeriods"] == 5
-    assert by_metric["TargetsLoadSuccess"]["ComparisonOperator"] == "LessThanThreshold"
-    assert by_metric["TargetsLoadSuccess"]["Threshold"] == 1
+    assert _metric_names(by_name["targets-down"]) == {"TargetsDown"}
+    assert _metric_names(by_name["targets-file-invalid"]) == {"TargetsLoadSuccess"}
+    assert _metric_names(by_name["daemon-silent"]) == {"TargetsTotal", "DesiredTaskCount"}
+    assert _metric_names(by_name["running-tasks"]) == {"RunningTaskCount"}
+
+    invalid = by_name["targets-file-invalid"]
+    assert invalid["Namespace"] == "Upcheck"
+    assert invalid["Dimensions"] == [{"Name": "Application", "Value": "upcheck"}]
+    assert invalid["ComparisonOperator"] == "LessThanThreshold"
+    assert invalid["Threshold"] == 1
     # reload 60 s, period 60 s: one failed load touches at most 2 periods; 3 means two failed.
-    assert by_metric["TargetsLoadSuccess"]["EvaluationPeriods"] == 3
-    assert by_metric["TargetsLoadSuccess"]["DatapointsToAlarm"] == 3
-    assert by_metric["TargetsTotal"]["TreatMissingData"] == "breaching"
-    assert by_metric["RunningTaskCount"]["Namespace"] == "ECS/ContainerInsights"
+    assert invalid["EvaluationPeriods"] == 3
+    assert invalid["DatapointsToAlarm"] == 3
+
+    # A URL that stays dead must not hide the next one: the alarm is on the increase of the
+    # number of URLs down for a whole window (5 periods of 60 s), not on "at least one down".
+    down = by_name["targets-down"]
+    queries = {q["Id"]: q for q in down["Metrics"]}
+    stat = queries["down"]["MetricStat"]
+    assert stat["Stat"] == "Minimum" and stat["Period"] == 300
+    assert stat["Metric"]["Namespace"] == "Upcheck"
+    assert stat["Metric"]["Dimensions"] == [{"Name": "Application", "Value": "upcheck"}]
+    assert queries["newly_down"]["Expression"] == "DIFF(down)"
+    assert queries["newly_down"]["ReturnData"] is True
+    assert down["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert down["Threshold"] == 1
+    assert down.get("OKActions", []) == []
+
+    # Silence pages only while ECS wants tasks running (a paused service sends nothing).
+    silent = by_name["daemon-silent"]
+    queries = {q["Id"]: q for q in silent["Metrics"]}
+    assert queries["sent"]["MetricStat"]["Stat"] == "SampleCount"
+    desired = queries["desired"]["MetricStat"]["Metric"]
+    assert desired["Namespace"] == "ECS/ContainerInsights"
+    assert queries["silent_while_wanted"]["Expression"] == (
+        "IF(FILL(desired, 3) > 0 AND FILL(sent, 0) < 1, 1, 0)"
+    )
+    assert silent["TreatMissingData"] == "breaching"
+
+    running = by_name["running-tasks"]
+    assert running["Namespace"] == "ECS/ContainerInsights"
     # The threshold is the desired count (3 here), not "at least one".
-    assert by_metric["RunningTaskCount"]["Threshold"] == 3
-    assert by_metric["RunningTaskCount"]["ComparisonOperator"] == "LessThanThreshold"
+    assert running["Threshold"] == 3
+    assert running["ComparisonOperator"] == "LessThanThreshold"
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [stack.outputs["alarm_topic_arn"]]
 
@@ -430,11 +581,79 @@ def test_alarms_watch_the_spec_figures_and_notify_the_topic(stack):
     assert "DesiredTaskCount" in dashboard["DashboardBody"]
 
 
-def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):
+def test_the_metrics_path_is_never_forwarded_by_the_load_balancer(stack):
+    elbv2 = stack.client("elbv2")
+    (alb,) = elbv2.describe_load_balancers(Names=["upcheck"])["LoadBalancers"]
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]
+    assert listener["Port"] == 80 and listener["Protocol"] == "HTTP"
+    rules = [r for r in elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]]
+    (metrics,) = [r for r in rules if not r["IsDefault"]]
+    assert metrics["Priority"] == "1"
+    (condition,) = metrics["Conditions"]
+    assert condition["Field"] == "path-pattern"
+    paths = condition.get("PathPatternConfig", {}).get("Values") or condition["Values"]
+    assert sorted(paths) == ["/metrics", "/metrics/*"]
+    (action,) = metrics["Actions"]
+    assert action["Type"] == "fixed-response"
+    assert action["FixedResponseConfig"]["StatusCode"] == "404"
+
+
+def _resources(values: dict) -> list[dict]:
+    """Every resource of a `terraform show -json` (state or planned values), modules included."""
+    found, modules = [], [values["root_module"]]
+    while modules:
+        module = modules.pop()
+        found += module.get("resources", [])
+        modules += module.get("child_modules", [])
+    return found
+
+
+def assert_public_only_behind_https_and_a_login(values: dict) -> None:
+    """The exposure rules, on any applied state or plan: an internet-facing ALB has HTTPS, an
+    authenticate action before anything is forwarded, WAF, and no plain listener that forwards;
+    every listener that forwards answers /metrics with a 404 first."""
+    resources = _resources(values)
+    by_type: dict[str, list[dict]] = {}
+    for resource in resources:
+        by_type.setdefault(resource["type"], []).append(resource.get("values", {}))
+    (lb,) = by_type["aws_lb"]
+    listeners = {
+        r["address"].rsplit(".", 1)[-1]: r.get("values", {})
+        for r in resources
+        if r["type"] == "aws_lb_listener"
+    }
+    forwarding = {
+        name: listener
+        for name, listener in listeners.items()
+        if any(a["type"] == "forward" for a in listener["default_action"])
+    }
+    assert forwarding, listeners
+    (rule,) = by_type["aws_lb_listener_rule"]
+    assert rule["action"][0]["type"] == "fixed-response"
+    assert rule["action"][0]["fixed_response"][0]["status_code"] == "404"
+    assert rule["condition"][0]["path_pattern"][0]["values"] == ["/metrics", "/metrics/*"]
+    if lb["internal"]:
+        return
+    assert set(forwarding) == {"https[0]"}, "a public ALB forwards on HTTPS only"
+    actions = sorted(forwarding["https[0]"]["default_action"], key=lambda a: a["order"])
+    assert actions[0]["type"] in {"authenticate-oidc", "authenticate-cognito"}, actions
+    assert actions[-1]["type"] == "forward"
+    assert listeners["http_redirect[0]"]["default_action"][0]["type"] == "redirect"
+    assert by_type.get("aws_wafv2_web_acl_association"), "a public ALB always has WAF"
+
+
+def test_the_applied_stack_keeps_the_exposure_rules(stack):
+    assert_public_only_behind_https_and_a_login(stack.state["values"])
+    (lb,) = [r for r in _resources(stack.state["values"]) if r["type"] == "aws_lb"]
+    assert lb["values"]["internal"] is True
+
+
+def test_a_public_load_balancer_is_planned_with_https_a_login_and_waf(stack):
     """HTTPS is planned, not applied: see the README note on moto and ACM validation."""
     plan = stack.https_plan
+    assert_public_only_behind_https_and_a_login(plan["planned_values"])
     changes = {c["address"]: c["change"]["actions"] for c in plan["resource_changes"]}
-    lb = "module.load_balancer"
+    lb = "module.load_balancer[0]"
     assert changes[f"{lb}.aws_lb_listener.https[0]"] == ["create"]
     assert changes[f"{lb}.aws_lb_listener.http_redirect[0]"] == ["create"]
     assert f"{lb}.aws_lb_listener.http[0]" not in changes, "no plain-HTTP listener with a domain"
@@ -443,9 +662,13 @@ def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):
     assert changes[f"{lb}.aws_route53_record.alias[0]"] == ["create"]
     assert any(a.startswith(f"{lb}.aws_route53_record.validation[") for a in changes)
     planned = {c["address"]: c["change"]["after"] for c in plan["resource_changes"]}
+    assert planned[f"{lb}.aws_lb.this"]["internal"] is False
     https = planned[f"{lb}.aws_lb_listener.https[0]"]
     assert https["port"] == 443 and https["protocol"] == "HTTPS"
     assert https["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
+    oidc = next(a for a in https["default_action"] if a["type"] == "authenticate-oidc")
+    assert oidc["authenticate_oidc"][0]["issuer"] == OIDC["oidc"]["issuer"]
+    assert oidc["authenticate_oidc"][0]["on_unauthenticated_request"] == "authenticate"
     redirect = planned[f"{lb}.aws_lb_listener.http_redirect[0]"]["default_action"][0]
     assert redirect["type"] == "redirect"
     assert redirect["redirect"][0]["protocol"] == "HTTPS"
@@ -456,3 +679,255 @@ def test_with_a_domain_the_plan_switches_to_https_and_redirects_http(stack):
         if address.startswith(f"{lb}.aws_vpc_security_group_ingress_rule.alb[")
     }
     assert ingress_ports == {80, 443}
+    # The client secret is sensitive: Terraform's output masks it.
+    (change,) = [
+        c for c in plan["resource_changes"] if c["address"] == f"{lb}.aws_lb_listener.https[0]"
+    ]
+    sensitive = [
+        a.get("authenticate_oidc") for a in change["change"]["after_sensitive"]["default_action"]
+    ]
+    assert any(s and s[0].get("client_secret") is True for s in sensitive), sensitive
+
+
+def test_the_alert_rules_run_in_the_workspace(stack):
+    amp = stack.client("amp")
+    workspace = stack.outputs["amp_workspace_id"]
+    (namespace,) = amp.list_rule_groups_namespaces(workspaceId=workspace)["ruleGroupsNamespaces"]
+    described = amp.describe_rule_groups_namespace(workspaceId=workspace, name=namespace["name"])
+    data = described["ruleGroupsNamespace"]["data"]
+    data = data.decode() if isinstance(data, bytes) else data
+    alerts_file = tf.MODULE.parent / "prometheus" / "alerts.yml"
+    assert yaml.safe_load(data) == yaml.safe_load(alerts_file.read_text())
+
+
+def test_the_alert_manager_routes_to_the_topic_and_inhibits_per_url_alerts(stack):
+    # Moto has no alert manager API: the configuration is read from the output of the applied
+    # stack, and the definition resource from the public plan, where it is created.
+    config = yaml.safe_load(stack.outputs["amp_alertmanager_config"])
+    (receiver,) = config["receivers"]
+    assert config["route"]["receiver"] == receiver["name"]
+    (sns,) = receiver["sns_configs"]
+    assert sns["topic_arn"] == stack.outputs["alarm_topic_arn"]
+    assert sns["sigv4"] == {"region": REGION}
+    example = yaml.safe_load((tf.MODULE.parent / "prometheus" / "alertmanager.yml").read_text())
+    assert config["inhibit_rules"] == example["inhibit_rules"]
+    changes = {c["address"]: c["change"]["actions"] for c in stack.https_plan["resource_changes"]}
+    definition = "module.prometheus[0].aws_prometheus_alert_manager_definition.this[0]"
+    assert changes[definition] == ["create"]
+    # The topic lets the alert manager of this account publish.
+    policy = json.loads(
+        stack.client("sns").get_topic_attributes(TopicArn=stack.outputs["alarm_topic_arn"])[
+            "Attributes"
+        ]["Policy"]
+    )
+    principals = [s["Principal"].get("Service") for s in policy["Statement"]]
+    assert "aps.amazonaws.com" in principals
+
+
+# ---------------------------------------------------------------------------------------------
+# The lean profile (the default): no NAT, no load balancer, public IPs, rejected flows only
+# ---------------------------------------------------------------------------------------------
+def test_lean_applies_with_no_nat_gateway_and_no_load_balancer_and_destroys(stack):
+    lean = stack.lean
+    assert lean["left"] == [], "destroy left resources in the state"
+    types = {r["type"] for r in _resources(lean["state"]["values"])}
+    assert "aws_nat_gateway" not in types and "aws_eip" not in types
+    assert not {t for t in types if t.startswith("aws_lb")}
+    assert lean["nat_gateways"] == [] and lean["load_balancers"] == []
+    assert lean["outputs"]["nat_gateway_ids"] == []
+    assert "url" not in lean["outputs"], "no load balancer, no URL (null outputs are left out)"
+
+
+def test_lean_tasks_use_public_ips_in_the_public_subnets_and_admit_nothing(stack):
+    lean = stack.lean
+    vpc_config = lean["service"]["networkConfiguration"]["awsvpcConfiguration"]
+    assert vpc_config["assignPublicIp"] == "ENABLED"
+    tiers = {t["Value"] for s in lean["subnets"] for t in s["Tags"] if t["Key"] == "Tier"}
+    assert tiers == {"public"}
+    (group,) = lean["task_security_groups"]
+    assert group["IpPermissions"] == [], "nothing may connect to a task with a public IP"
+    assert lean["service"].get("loadBalancers", []) == []
+
+
+def test_lean_reaches_s3_through_a_gateway_endpoint_and_logs_rejected_flows_for_30_days(stack):
+    lean = stack.lean
+    (endpoint,) = lean["endpoints"]
+    assert endpoint["ServiceName"] == f"com.amazonaws.{REGION}.s3"
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert len(endpoint["RouteTableIds"]) == 3, "the public table and both private ones"
+    (flow,) = lean["flow_logs"]
+    assert flow["TrafficType"] == "REJECT"
+    name = flow.get("LogGroupName") or flow["LogDestination"].split(":log-group:")[1].rstrip(":*")
+    (group,) = [g for g in lean["log_groups"] if g["logGroupName"] == name]
+    assert group["retentionInDays"] == 30
+
+
+def test_lean_publishes_no_per_url_metrics_runs_no_amp_and_has_a_100_dollar_budget(stack):
+    lean = stack.lean
+    (daemon,) = lean["task_definition"]["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in daemon["environment"]}
+    assert env["UPCHECK_CLOUDWATCH_URL_METRICS"] == "none"
+    assert lean["workspaces"] == []
+    assert_budget(lean["plan"], 100)
+
+
+def assert_budget(plan: dict, usd: int) -> None:
+    """A monthly cost budget of `usd` that notifies the alarm topic at 80 % actual and 100 %
+    forecast spend (planned: moto cannot create it)."""
+    planned = {c["address"]: c["change"] for c in plan["resource_changes"]}
+    budget = planned["module.monitoring.aws_budgets_budget.monthly[0]"]
+    assert budget["actions"] == ["create"]
+    after = budget["after"]
+    assert after["budget_type"] == "COST" and after["time_unit"] == "MONTHLY"
+    assert float(after["limit_amount"]) == usd and after["limit_unit"] == "USD"
+    notes = {(n["notification_type"], n["threshold"]) for n in after["notification"]}
+    assert notes == {("ACTUAL", 80), ("FORECASTED", 100)}
+    unknown = budget["after_unknown"]["notification"]
+    assert all(n["subscriber_sns_topic_arns"] for n in unknown), "to the (new) alarm topic"
+
+
+def test_full_has_nat_all_flows_per_url_response_time_and_a_budget(stack):
+    ec2 = stack.client("ec2")
+    assert len(stack.outputs["nat_gateway_ids"]) == 1
+    (flow,) = ec2.describe_flow_logs()["FlowLogs"]
+    assert flow["TrafficType"] == "ALL"
+    ecs = stack.client("ecs")
+    task = ecs.describe_task_definition(taskDefinition=stack.outputs["task_definition_arn"])
+    daemon = next(
+        c for c in task["taskDefinition"]["containerDefinitions"] if c["name"] == "upcheck"
+    )
+    env = {e["name"]: e["value"] for e in daemon["environment"]}
+    assert env["UPCHECK_CLOUDWATCH_URL_METRICS"] == "ResponseTime"
+    assert_budget(stack.https_plan, 1000)
+    (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert endpoint["VpcEndpointType"] == "Gateway"
+
+
+# ---------------------------------------------------------------------------------------------
+# CI roles
+# ---------------------------------------------------------------------------------------------
+def _trust(stack, kind: str) -> dict:
+    role = stack.client("iam").get_role(RoleName=f"upcheck-github-{kind}")["Role"]
+    document = role["AssumeRolePolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    (statement,) = document["Statement"]
+    return statement
+
+
+def test_each_ci_role_trusts_only_its_jobs_exact_oidc_subject(stack):
+    arns = stack.outputs["github_role_arns"]
+    assert set(arns) == {"release", "deploy", "plan", "apply"}
+    (provider,) = stack.client("iam").list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    issuer = "token.actions.githubusercontent.com"
+    assert provider["Arn"].endswith(f":oidc-provider/{issuer}")
+    repo = "repo:acme/upcheck"
+    wanted = {
+        "release": ("StringLike", [f"{repo}:ref:refs/heads/main", f"{repo}:ref:refs/tags/v*"]),
+        "deploy": ("StringEquals", [f"{repo}:environment:production-deploy"]),
+        "plan": ("StringEquals", [f"{repo}:pull_request", f"{repo}:ref:refs/heads/main"]),
+        "apply": ("StringEquals", [f"{repo}:environment:production-infra"]),
+    }
+    for kind, (test, subjects) in wanted.items():
+        statement = _trust(stack, kind)
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Principal"] == {"Federated": provider["Arn"]}
+        condition = statement["Condition"]
+        assert _as_list(condition[test][f"{issuer}:sub"]) == subjects, kind
+        assert condition["StringEquals"][f"{issuer}:aud"] == "sts.amazonaws.com"
+        assert not any("*" in s for s in subjects if kind != "release"), kind
+
+
+def test_the_deploy_role_passes_the_two_ecs_roles_to_ecs_tasks_only(stack):
+    iam = stack.client("iam")
+    document = iam.get_role_policy(
+        RoleName="upcheck-github-deploy", PolicyName="roll-out-the-image"
+    )["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    statements = {s["Sid"]: s for s in document["Statement"]}
+    passing = statements["PassTheTwoEcsRolesToEcsTasksOnly"]
+    assert _as_list(passing["Action"]) == ["iam:PassRole"]
+    assert sorted(_as_list(passing["Resource"])) == sorted(
+        [
+            f"arn:aws:iam::{ACCOUNT}:role/upcheck-execution",
+            f"arn:aws:iam::{ACCOUNT}:role/upcheck-task",
+        ]
+    )
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    update = statements["UpdateTheUpcheckService"]
+    assert _as_list(update["Resource"]) == [
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/upcheck/upcheck"
+    ]
+
+
+# The configuration keys each collector component documents (opentelemetry-collector and
+# -contrib READMEs / config.go of: extension/sigv4authextension, extension/healthcheckextension,
+# receiver/prometheusreceiver, processor/memorylimiterprocessor, processor/batchprocessor,
+# processor/resourcedetectionprocessor, processor/resourceprocessor,
+# exporter/prometheusremotewriteexporter). No collector binary installs from the registries
+# these machines reach (PyPI, Debian, npm), so the rendered configuration is checked against
+# these keys instead of being loaded by a collector.
+DOCUMENTED_KEYS = {
+    ("extensions", "sigv4auth"): {"region", "service", "assume_role"},
+    ("extensions", "health_check"): {"endpoint", "path", "check_collector_pipeline", "tls"},
+    ("receivers", "prometheus"): {"config", "trim_metric_suffixes", "target_allocator"},
+    ("processors", "memory_limiter"): {
+        "check_interval",
+        "limit_mib",
+        "spike_limit_mib",
+        "limit_percentage",
+        "spike_limit_percentage",
+    },
+    ("processors", "batch"): {"timeout", "send_batch_size", "send_batch_max_size"},
+    ("processors", "resourcedetection/ecs"): {"detectors", "timeout", "override", "ecs"},
+    ("processors", "resource/task_only"): {"attributes"},
+    ("exporters", "prometheusremotewrite"): {
+        "endpoint",
+        "auth",
+        "resource_to_telemetry_conversion",
+        "namespace",
+        "external_labels",
+        "timeout",
+        "headers",
+        "remote_write_queue",
+        "retry_on_failure",
+        "tls",
+    },
+}
+
+
+def _adot(stack) -> dict:
+    ecs = stack.client("ecs")
+    task = ecs.describe_task_definition(taskDefinition=stack.outputs["task_definition_arn"])
+    containers = {c["name"]: c for c in task["taskDefinition"]["containerDefinitions"]}
+    return containers
+
+
+def test_the_collector_config_uses_only_documented_keys_and_limits_its_memory(stack):
+    containers = _adot(stack)
+    adot = containers["adot-collector"]
+    config = yaml.safe_load(
+        {e["name"]: e["value"] for e in adot["environment"]}["AOT_CONFIG_CONTENT"]
+    )
+    used = {
+        (section, name): set(body or {})
+        for section in ("extensions", "receivers", "processors", "exporters")
+        for name, body in config[section].items()
+    }
+    assert set(used) == set(DOCUMENTED_KEYS)
+    for component, keys in used.items():
+        assert keys <= DOCUMENTED_KEYS[component], (component, keys - DOCUMENTED_KEYS[component])
+    # Every component a pipeline names is configured, and every configured one is used.
+    pipeline = config["service"]["pipelines"]["metrics"]
+    assert set(pipeline["processors"]) == set(config["processors"])
+    assert set(config["service"]["extensions"]) == set(config["extensions"])
+    assert pipeline["processors"][0] == "memory_limiter", "the limiter must come first"
+    attributes = config["processors"]["resource/task_only"]["attributes"]
+    assert all(set(a) == {"key", "action"} for a in attributes)
+    # A hard limit and a reservation, so a runaway collector is restarted instead of starving
+    # the daemon, and ECS checks it through the image's own probe of the health_check port.
+    assert 0 < adot["memoryReservation"] < adot["memory"] <= 512
+    assert adot["healthCheck"]["command"] == ["CMD", "/healthcheck"]
+    assert config["extensions"]["health_check"]["endpoint"] == "127.0.0.1:13133"
+    assert containers["upcheck"]["essential"] is True and adot["essential"] is False

@@ -137,6 +137,14 @@ def test_desired_count_is_any_whole_number_and_zero_still_pauses():
     assert running["count"] == "${var.desired_count > 0 ? 1 : 0}"
     assert running["threshold"] == "${var.desired_count}"
     assert running["comparison_operator"] == "LessThanThreshold"
+    # Silence is no failure while paused: the silence alarm asks ECS (and, without its figure,
+    # this desired_count) whether tasks are wanted, and missing data breaches only if they are.
+    silent = alarm["silent"]
+    assert silent["treat_missing_data"] == '${var.desired_count > 0 ? "breaching" : "notBreaching"}'
+    (expression,) = [q for q in silent["metric_query"] if q.get("expression")]
+    assert expression["expression"] == (
+        "IF(FILL(desired, ${var.desired_count}) > 0 AND FILL(sent, 0) < 1, 1, 0)"
+    )
     calls = parse("main.tf")["module"]
     for name in ("service", "monitoring"):
         call = next(m[name] for m in calls if name in m)
@@ -411,21 +419,32 @@ def test_every_subnet_is_associated_with_a_route_table():
         assert covering, f"aws_subnet.{name} has subnets without a route table association"
 
 
-def test_private_subnets_route_out_through_nat_only():
+def test_private_subnets_route_out_through_nat_only_and_lean_has_no_nat():
     network = parse("modules/network/main.tf")
     private = blocks(network, "resource", "aws_subnet")["private"]
     assert "map_public_ip_on_launch" not in private or private["map_public_ip_on_launch"] is False
     routes = blocks(network, "resource", "aws_route")
-    assert routes["private_nat"]["for_each"] == "${aws_route_table.private}"
+    assert routes["private_nat"]["for_each"] == "${var.nat_gateway ? aws_route_table.private : {}}"
     assert "aws_nat_gateway.this" in routes["private_nat"]["nat_gateway_id"]
     assert "gateway_id" not in routes["private_nat"]
     association = blocks(network, "resource", "aws_route_table_association")["private"]
     assert association["route_table_id"] == "${aws_route_table.private[each.key].id}"
+    assert merged_locals(network)["nat_azs"].startswith("${var.nat_gateway ? ")
 
+    # Full: private subnets, no public IP. Lean: the public subnets and a public IP, no NAT.
+    root = merged_locals(parse("main.tf"))
+    assert root["lean"] == '${var.profile == "lean"}'
+    calls = parse("main.tf")["module"]
+    assert next(m["network"] for m in calls if "network" in m)["nat_gateway"] == "${!local.lean}"
+    call = next(m["service"] for m in calls if "service" in m)
+    assert call["subnet_ids"] == (
+        "${local.lean ? module.network.public_subnet_ids : module.network.private_subnet_ids}"
+    )
+    assert call["assign_public_ip"] == "${local.lean}"
     service = blocks(parse("modules/service/main.tf"), "resource", "aws_ecs_service")["this"]
     (net,) = service["network_configuration"]
-    assert net["assign_public_ip"] is False
-    assert net["subnets"] == "${var.private_subnet_ids}"
+    assert net["assign_public_ip"] == "${var.assign_public_ip}"
+    assert net["subnets"] == "${var.subnet_ids}"
 
 
 def test_only_the_load_balancer_may_reach_the_tasks():
@@ -433,6 +452,8 @@ def test_only_the_load_balancer_may_reach_the_tasks():
     ingress = blocks(service, "resource", "aws_vpc_security_group_ingress_rule")
     assert set(ingress) == {"task_from_alb"}
     rule = ingress["task_from_alb"]
+    # Without a load balancer (lean, tasks with public IPs) there is no ingress rule at all.
+    assert rule["count"] == "${var.load_balanced ? 1 : 0}"
     assert rule["referenced_security_group_id"] == "${var.alb_security_group}"
     assert "cidr_ipv4" not in rule
     assert rule["from_port"] == rule["to_port"] == "${local.container_port}"
@@ -463,6 +484,8 @@ def test_root_inputs_that_can_be_wrong_are_validated():
         "alb_deletion_protection",
         "enable_waf",
         "enable_amp",
+        "amp_alert_manager",
+        "budget_by_application_tag",
         "nat_gateway_per_az",
         "container_image",
         "force_destroy_buckets",
@@ -476,3 +499,28 @@ def test_every_module_has_variables_main_and_outputs():
         assert {"variables.tf", "main.tf", "outputs.tf"} <= {p.name for p in module.iterdir()}, (
             module
         )
+
+
+def test_the_cost_table_puts_lean_at_10k_urls_under_100_dollars_line_by_line():
+    readme = (tf.MODULE / "README.md").read_text()
+    section = readme[readme.index("## Cost: two profiles") : readme.index("## Security posture")]
+    assert "us-east-1" in section and "2026" in section, "which region, which prices"
+    for profile in ("lean", "full"):
+        for urls in ("1,000", "10,000", "100,000"):
+            title = rf"##### {profile}, {urls} URLs: ≈ \$([\d,.]+)\n"
+            total_row = r"\| \*\*total\*\* \| \| \*\*([\d,.]+)\*\* \|"
+            heading = re.search(title + r"(.*?)" + total_row, section, re.S)
+            assert heading, (profile, urls)
+            lines = re.findall(r"^\| [^|]+ \| [^|]+ \| ([\d,.]+) \|$", heading[2], re.M)
+            # Each line's figure adds up to the total the table states.
+            total = sum(float(v.replace(",", "")) for v in lines)
+            assert abs(total - float(heading[3].replace(",", ""))) < 0.02, (profile, urls)
+            if (profile, urls) == ("lean", "10,000"):
+                assert total < 100
+    # The defaults are the lean profile's.
+    variables = _root_variables()
+    assert variables["profile"]["default"] == "lean"
+    assert variables["cloudwatch_url_metrics"]["default"] is None
+    root = merged_locals(parse("main.tf"))
+    assert root["url_metrics"].endswith('(local.lean ? "none" : "ResponseTime")}')
+    assert root["budget_usd"].endswith("(local.lean ? 100 : 1000)}")

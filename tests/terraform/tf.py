@@ -48,6 +48,7 @@ DEAD_PROXY = "http://127.0.0.1:9"
 # into the stack without the test routing it to moto.
 ENDPOINT_FOR_PREFIX = {
     "aws_acm_": "acm",
+    "aws_budgets_": "budgets",
     "aws_prometheus_": "amp",
     "aws_cloudwatch_metric_alarm": "cloudwatch",
     "aws_cloudwatch_dashboard": "cloudwatch",
@@ -68,6 +69,7 @@ ENDPOINT_FOR_PREFIX = {
     "aws_ecs_": "ecs",
     "aws_lb": "elbv2",
     "aws_iam_role": "iam",
+    "aws_iam_openid_connect_provider": "iam",
     "aws_kms_": "kms",
     "aws_route53_": "route53",
     "aws_s3_": "s3",
@@ -181,6 +183,14 @@ def copy_module(destination: Path) -> Path:
 
     The committed .terraform.lock.hcl comes along, so every init checks the mirror's provider
     against the version and checksum production uses."""
+    # The root module reads ../prometheus (the alert rules and the Alertmanager inhibit rules
+    # for AMP), so the copy keeps it beside itself.
+    shutil.copytree(
+        MODULE.parent / "prometheus",
+        destination.parent / "prometheus",
+        ignore=shutil.ignore_patterns("tests"),
+        dirs_exist_ok=True,
+    )
     shutil.copytree(
         MODULE,
         destination,

@@ -1,8 +1,8 @@
 # One customer-managed key for the stack's data at rest: the targets and results buckets, the
 # ECR repository, the CloudWatch log groups and the alarm topic. The key policy lets the account
 # administer it through IAM, and lets exactly two services use it on the stack's behalf:
-# CloudWatch Logs (for this account's log groups) and CloudWatch alarms (to publish to the
-# encrypted SNS topic). S3 and ECR use it through the calling principal's IAM permissions.
+# CloudWatch Logs (for this account's log groups) and the alarm senders, CloudWatch alarms,
+# the AMP alert manager and AWS Budgets (to publish to the encrypted SNS topic). S3 and ECR use it through the calling principal's IAM permissions.
 
 locals {
   account_root = "arn:${var.partition}:iam::${var.account_id}:root"
@@ -36,9 +36,9 @@ resource "aws_kms_key" "this" {
         }
       },
       {
-        Sid       = "CloudWatchAlarmsPublishToTheEncryptedTopic"
+        Sid       = "AlarmsPublishToTheEncryptedTopic"
         Effect    = "Allow"
-        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Principal = { Service = ["cloudwatch.amazonaws.com", "aps.amazonaws.com", "budgets.amazonaws.com"] }
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
         Condition = {

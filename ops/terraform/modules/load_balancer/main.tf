@@ -1,12 +1,16 @@
-# The only way in: an Application Load Balancer in the public subnets. With a domain it serves
-# HTTPS (TLS 1.2+) and redirects HTTP there; without one it serves plain HTTP on its own DNS
-# name, which suits a trial deployment (see README). The tasks' security group admits traffic
-# from this load balancer's security group only (rules in the service module).
+# The only way in: an Application Load Balancer. Internal by default (in the private subnets,
+# no public address), where it may serve plain HTTP inside the VPC. Internet-facing only with
+# HTTPS (TLS 1.2+, HTTP redirected there) and an authenticate action (OIDC or Cognito) in front
+# of every path; the root module's validations refuse anything else. /metrics is never served
+# through it (a fixed 404 at the ALB; Prometheus scrapes the tasks directly or the ADOT sidecar
+# scrapes localhost). The tasks' security group admits traffic from this load balancer's
+# security group only (rules in the service module).
 
 locals {
-  https       = var.domain_name != ""
-  create_cert = local.https && var.certificate_arn == ""
+  https       = var.domain_name != "" || var.certificate_arn != ""
+  create_cert = var.domain_name != "" && var.certificate_arn == ""
   ports       = local.https ? [80, 443] : [80]
+  auth        = var.authentication.type
 
   ingress = {
     for pair in setproduct(local.ports, var.ingress_cidrs) : "${pair[0]}-${pair[1]}" => {
@@ -16,6 +20,10 @@ locals {
   }
 
   certificate_arn = local.create_cert ? aws_acm_certificate_validation.this[0].certificate_arn : var.certificate_arn
+
+  # The listener that serves the daemon: HTTPS when there is a certificate, else plain HTTP
+  # (internal only).
+  serving_listener_arn = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http[0].arn
 }
 
 resource "aws_security_group" "alb" {
@@ -27,7 +35,6 @@ resource "aws_security_group" "alb" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb" {
-  #checkov:skip=CKV_AWS_260:A public status page must accept port 80 (served or redirected to HTTPS); narrow alb_ingress_cidrs to restrict it.
   for_each = local.ingress
 
   security_group_id = aws_security_group.alb.id
@@ -39,13 +46,12 @@ resource "aws_vpc_security_group_ingress_rule" "alb" {
 }
 
 resource "aws_lb" "this" {
-  #checkov:skip=CKV2_AWS_20:Without a domain_name there is no certificate, so HTTP is served, not redirected; with one, http_redirect redirects to HTTPS.
-  #checkov:skip=CKV2_AWS_28:WAF is attached by aws_wafv2_web_acl_association below when enable_waf is true (the default).
+  #checkov:skip=CKV2_AWS_20:The one port-80 listener that forwards instead of redirecting, aws_lb_listener.http, exists only without a certificate (count), allowed on an internal ALB only; with one, port 80 redirects to HTTPS.
   name                       = var.name
   internal                   = var.internal
   load_balancer_type         = "application"
   security_groups            = [aws_security_group.alb.id]
-  subnets                    = var.public_subnet_ids
+  subnets                    = var.subnet_ids
   drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection
 
@@ -57,7 +63,7 @@ resource "aws_lb" "this" {
 }
 
 resource "aws_lb_target_group" "this" {
-  #checkov:skip=CKV_AWS_378:TLS ends at the load balancer; the tasks are in private subnets reachable only from its security group, and the daemon serves plain HTTP.
+  #checkov:skip=CKV_AWS_378:The daemon serves plain HTTP only (SPEC.md UPCHECK_LISTEN); TLS ends at the ALB, and the tasks admit port 8080 from the ALB's security group only.
   name                 = var.name
   port                 = var.container_port
   protocol             = "HTTP"
@@ -75,10 +81,12 @@ resource "aws_lb_target_group" "this" {
   }
 }
 
+# Plain HTTP: only on an internal ALB without a certificate (the root module refuses a public
+# ALB without HTTPS), so the traffic never leaves the VPC and the networks joined to it.
 resource "aws_lb_listener" "http" {
-  #checkov:skip=CKV_AWS_2:Plain HTTP only when no domain_name is given (a trial set-up); with a domain this listener is replaced by an HTTPS redirect.
-  #checkov:skip=CKV_AWS_103:Same listener: without a domain there is no certificate, hence no TLS policy.
-  #checkov:skip=CKV2_AWS_20:Same listener: the HTTP->HTTPS redirect exists when a domain is given (http_redirect).
+  #checkov:skip=CKV_AWS_2:Exists only when no certificate is given (count), which the root module allows on an internal ALB only (alb_internal validation).
+  #checkov:skip=CKV_AWS_103:Same listener, same condition: plain HTTP inside the VPC has no TLS policy.
+  #checkov:skip=CKV2_AWS_20:Same listener, same condition: with a certificate http_redirect replaces it and redirects to HTTPS.
   count = local.https ? 0 : 1
 
   load_balancer_arn = aws_lb.this.arn
@@ -109,6 +117,9 @@ resource "aws_lb_listener" "http_redirect" {
   }
 }
 
+# With authentication every request without a valid session is sent to the identity provider
+# first; only then is it forwarded. That covers /, /results and the presigned links /results
+# redirects to (a client reaches them only through an authenticated /results).
 resource "aws_lb_listener" "https" {
   count = local.https ? 1 : 0
 
@@ -118,9 +129,72 @@ resource "aws_lb_listener" "https" {
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
   certificate_arn   = local.certificate_arn
 
+  dynamic "default_action" {
+    for_each = local.auth == "oidc" ? [var.authentication.oidc] : []
+
+    content {
+      type  = "authenticate-oidc"
+      order = 1
+
+      authenticate_oidc {
+        issuer                     = default_action.value.issuer
+        authorization_endpoint     = default_action.value.authorization_endpoint
+        token_endpoint             = default_action.value.token_endpoint
+        user_info_endpoint         = default_action.value.user_info_endpoint
+        client_id                  = default_action.value.client_id
+        client_secret              = var.oidc_client_secret
+        scope                      = default_action.value.scope
+        session_timeout            = var.authentication.session_timeout
+        on_unauthenticated_request = "authenticate"
+      }
+    }
+  }
+
+  dynamic "default_action" {
+    for_each = local.auth == "cognito" ? [var.authentication.cognito] : []
+
+    content {
+      type  = "authenticate-cognito"
+      order = 1
+
+      authenticate_cognito {
+        user_pool_arn              = default_action.value.user_pool_arn
+        user_pool_client_id        = default_action.value.user_pool_client_id
+        user_pool_domain           = default_action.value.user_pool_domain
+        session_timeout            = var.authentication.session_timeout
+        on_unauthenticated_request = "authenticate"
+      }
+    }
+  }
+
   default_action {
     type             = "forward"
+    order            = local.auth == "none" ? 1 : 2
     target_group_arn = aws_lb_target_group.this.arn
+  }
+}
+
+# /metrics lists every URL with its state and errors and is for Prometheus, which scrapes the
+# tasks directly (or the ADOT sidecar, over localhost): the ALB answers 404 for it before any
+# forward or login, whatever the listener.
+resource "aws_lb_listener_rule" "no_metrics" {
+  listener_arn = local.serving_listener_arn
+  priority     = 1
+
+  action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "text/plain"
+      message_body = "Not found"
+      status_code  = "404"
+    }
+  }
+
+  condition {
+    path_pattern {
+      values = ["/metrics", "/metrics/*"]
+    }
   }
 }
 
@@ -159,7 +233,7 @@ resource "aws_acm_certificate_validation" "this" {
 }
 
 resource "aws_route53_record" "alias" {
-  count = local.https && var.route53_zone_id != "" ? 1 : 0
+  count = var.domain_name != "" && var.route53_zone_id != "" ? 1 : 0
 
   zone_id = var.route53_zone_id
   name    = var.domain_name

@@ -9,7 +9,7 @@ output "target_group_arn" {
 
   # Only the ECS service has to wait for the listener; the cluster, task definition and
   # security group are created meanwhile.
-  depends_on = [aws_lb_listener.http, aws_lb_listener.https]
+  depends_on = [aws_lb_listener.http, aws_lb_listener.https, aws_lb_listener_rule.no_metrics]
 }
 
 output "target_group_arn_suffix" {
@@ -29,5 +29,5 @@ output "dns_name" {
 
 output "url" {
   description = "Where the status page is served."
-  value       = local.https ? "https://${var.domain_name}/" : "http://${aws_lb.this.dns_name}/"
+  value       = local.https ? "https://${var.domain_name != "" ? var.domain_name : aws_lb.this.dns_name}/" : "http://${aws_lb.this.dns_name}/"
 }

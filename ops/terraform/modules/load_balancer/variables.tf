@@ -8,8 +8,8 @@ variable "vpc_id" {
   type        = string
 }
 
-variable "public_subnet_ids" {
-  description = "Subnets (one per AZ) the load balancer lives in."
+variable "subnet_ids" {
+  description = "Subnets (one per AZ) the load balancer lives in: private ones when internal, public ones when internet-facing."
   type        = list(string)
 }
 
@@ -44,7 +44,7 @@ variable "health_check_path" {
 }
 
 variable "domain_name" {
-  description = "Host name for HTTPS; empty for plain HTTP on the ALB's own name."
+  description = "Host name for HTTPS; with certificate_arn also empty, plain HTTP (internal only)."
   type        = string
 }
 
@@ -56,6 +56,33 @@ variable "route53_zone_id" {
 variable "certificate_arn" {
   description = "Existing ACM certificate; empty to create one."
   type        = string
+}
+
+variable "authentication" {
+  description = "Authenticate action of the HTTPS listener (root variable alb_authentication)."
+  type = object({
+    type = string
+    oidc = optional(object({
+      issuer                 = string
+      authorization_endpoint = string
+      token_endpoint         = string
+      user_info_endpoint     = string
+      client_id              = string
+      scope                  = optional(string, "openid")
+    }))
+    cognito = optional(object({
+      user_pool_arn       = string
+      user_pool_client_id = string
+      user_pool_domain    = string
+    }))
+    session_timeout = optional(number, 28800)
+  })
+}
+
+variable "oidc_client_secret" {
+  description = "Client secret of the OIDC application; empty unless authentication.type is oidc."
+  type        = string
+  sensitive   = true
 }
 
 variable "enable_waf" {

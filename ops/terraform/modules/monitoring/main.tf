@@ -17,6 +17,10 @@ locals {
   # ceil(reload / period) + 1 periods. One period more means at least two loads in a row
   # failed. CloudWatch allows at most a day of evaluation.
   targets_invalid_periods = min(ceil(var.reload_interval / var.period) + 2, floor(86400 / var.period))
+
+  # The window over which a URL counts as down for good: targets_down_periods periods, at most
+  # 12 hours (the alarm compares two windows, and CloudWatch evaluates at most a day).
+  down_window = min(var.targets_down_periods * var.period, 43200)
 }
 
 resource "aws_sns_topic" "alarms" {
@@ -41,6 +45,42 @@ data "aws_iam_policy_document" "alarms_topic" {
       values   = [var.account_id]
     }
   }
+
+  # AWS Budgets notifies the same topic when the stack runs over its budget.
+  statement {
+    sid       = "BudgetsOfThisAccount"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["budgets.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [var.account_id]
+    }
+  }
+
+  # The AMP alert manager (enable_amp) sends the Prometheus alerts to the same topic.
+  statement {
+    sid       = "ManagedPrometheusAlertManagerOfThisAccount"
+    actions   = ["sns:Publish", "sns:GetTopicAttributes"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["aps.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [var.account_id]
+    }
+  }
 }
 
 resource "aws_sns_topic_policy" "alarms" {
@@ -56,21 +96,41 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-# A URL keeps failing: at least one target down in every one of N consecutive periods.
+# A URL starts failing for good: more URLs were down throughout the last window (TargetsDown's
+# Minimum over targets_down_periods periods) than throughout the window before. An alarm on
+# "TargetsDown >= 1" stayed in ALARM while any one URL was dead, so every later failure went
+# unnoticed; this one fires once per increase and is OK again in the next window, ready for the
+# next failure (no OK notification: a recovery is not news to page on). A blip shorter than a
+# window never moves the Minimum.
 resource "aws_cloudwatch_metric_alarm" "targets_down" {
   alarm_name          = "${var.name}-targets-down"
-  alarm_description   = "At least one URL has been down for ${var.targets_down_periods} consecutive periods of ${var.period}s. See the status page or results.json for which."
-  namespace           = var.cloudwatch_namespace
-  metric_name         = "TargetsDown"
-  dimensions          = local.dimensions
-  statistic           = "Minimum"
-  period              = var.period
-  evaluation_periods  = var.targets_down_periods
+  alarm_description   = "More URLs have been down for a whole ${local.down_window}s window than in the window before: a new URL keeps failing. See the status page or results.json for which."
+  evaluation_periods  = 2
+  datapoints_to_alarm = 1
   threshold           = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching" # silence has its own alarm below
   alarm_actions       = local.actions
-  ok_actions          = local.actions
+
+  metric_query {
+    id          = "down"
+    return_data = false
+
+    metric {
+      namespace   = var.cloudwatch_namespace
+      metric_name = "TargetsDown"
+      dimensions  = local.dimensions
+      stat        = "Minimum"
+      period      = local.down_window
+    }
+  }
+
+  metric_query {
+    id          = "newly_down"
+    expression  = "DIFF(down)"
+    label       = "URLs down for a whole window, more than in the window before"
+    return_data = true
+  }
 }
 
 # The targets file was rejected (unreadable, unparsable, or no valid row): the daemon keeps the
@@ -93,21 +153,52 @@ resource "aws_cloudwatch_metric_alarm" "targets_invalid" {
   ok_actions          = local.actions
 }
 
-# The daemon went silent: no TargetsTotal datum at all. Missing data is the failure itself.
+# The daemon went silent: no TargetsTotal datum at all while the service should run. Missing
+# data is the failure itself, but a paused service (desired count 0, by Terraform or by hand)
+# sends nothing on purpose: ECS's DesiredTaskCount (Container Insights) decides, and when it is
+# missing too, the desired_count Terraform set.
 resource "aws_cloudwatch_metric_alarm" "silent" {
   alarm_name          = "${var.name}-daemon-silent"
-  alarm_description   = "No metrics from the daemon for ${var.silence_periods} periods of ${var.period}s: it is down, stuck, or cannot reach CloudWatch."
-  namespace           = var.cloudwatch_namespace
-  metric_name         = "TargetsTotal"
-  dimensions          = local.dimensions
-  statistic           = "SampleCount"
-  period              = var.period
+  alarm_description   = "No metrics from the daemon for ${var.silence_periods} periods of ${var.period}s while the ECS service wants tasks running: it is down, stuck, or cannot reach CloudWatch."
   evaluation_periods  = var.silence_periods
   threshold           = 1
-  comparison_operator = "LessThanThreshold"
-  treat_missing_data  = "breaching"
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = var.desired_count > 0 ? "breaching" : "notBreaching"
   alarm_actions       = local.actions
   ok_actions          = local.actions
+
+  metric_query {
+    id          = "sent"
+    return_data = false
+
+    metric {
+      namespace   = var.cloudwatch_namespace
+      metric_name = "TargetsTotal"
+      dimensions  = local.dimensions
+      stat        = "SampleCount"
+      period      = var.period
+    }
+  }
+
+  metric_query {
+    id          = "desired"
+    return_data = false
+
+    metric {
+      namespace   = "ECS/ContainerInsights"
+      metric_name = "DesiredTaskCount"
+      dimensions  = { ClusterName = var.cluster_name, ServiceName = var.service_name }
+      stat        = "Maximum"
+      period      = var.period
+    }
+  }
+
+  metric_query {
+    id          = "silent_while_wanted"
+    expression  = "IF(FILL(desired, ${var.desired_count}) > 0 AND FILL(sent, 0) < 1, 1, 0)"
+    label       = "1 while tasks are wanted and the daemon sends nothing"
+    return_data = true
+  }
 }
 
 # Fewer tasks running than desired (crash loop, failed deployment, capacity). With several
@@ -180,20 +271,6 @@ resource "aws_cloudwatch_dashboard" "this" {
           }
         },
         {
-          type = "metric", x = 8, y = 6, width = 8, height = 6
-          properties = {
-            title  = "Load balancer"
-            region = var.region
-            stat   = "Sum"
-            period = 60
-            metrics = [
-              ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix],
-              ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", var.alb_arn_suffix],
-              ["AWS/ApplicationELB", "UnHealthyHostCount", "TargetGroup", var.target_group_suffix, "LoadBalancer", var.alb_arn_suffix, { stat = "Maximum" }],
-            ]
-          }
-        },
-        {
           type = "alarm", x = 16, y = 6, width = 8, height = 6
           properties = {
             title = "Alarms"
@@ -216,6 +293,22 @@ resource "aws_cloudwatch_dashboard" "this" {
           }
         },
       ],
+      var.load_balanced ? [
+        {
+          type = "metric", x = 8, y = 6, width = 8, height = 6
+          properties = {
+            title  = "Load balancer"
+            region = var.region
+            stat   = "Sum"
+            period = 60
+            metrics = [
+              ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix],
+              ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", var.alb_arn_suffix],
+              ["AWS/ApplicationELB", "UnHealthyHostCount", "TargetGroup", var.target_group_suffix, "LoadBalancer", var.alb_arn_suffix, { stat = "Maximum" }],
+            ]
+          }
+        },
+      ] : [],
       var.url_metrics_published ? [
         {
           type = "metric", x = 0, y = 18, width = 24, height = 6
@@ -233,4 +326,46 @@ resource "aws_cloudwatch_dashboard" "this" {
       ] : [],
     )
   })
+}
+
+# What the stack may cost, watched by AWS Budgets: 80 % of the month's budget spent, or the
+# month forecast to exceed it, notifies the alarm topic (README "Cost" has the arithmetic). With
+# budget_tag_filter it counts the costs tagged Application = <name> only, which needs that cost
+# allocation tag activated; without, the whole account.
+resource "aws_budgets_budget" "monthly" {
+  count = var.monthly_budget_usd > 0 ? 1 : 0
+
+  account_id   = var.account_id
+  name         = "${var.name}-monthly"
+  budget_type  = "COST"
+  limit_amount = format("%.2f", var.monthly_budget_usd)
+  limit_unit   = "USD"
+  time_unit    = "MONTHLY"
+
+  dynamic "cost_filter" {
+    for_each = var.budget_tag_filter == "" ? [] : [var.budget_tag_filter]
+
+    content {
+      name   = "TagKeyValue"
+      values = [cost_filter.value]
+    }
+  }
+
+  notification {
+    comparison_operator       = "GREATER_THAN"
+    threshold                 = 80
+    threshold_type            = "PERCENTAGE"
+    notification_type         = "ACTUAL"
+    subscriber_sns_topic_arns = [aws_sns_topic.alarms.arn]
+  }
+
+  notification {
+    comparison_operator       = "GREATER_THAN"
+    threshold                 = 100
+    threshold_type            = "PERCENTAGE"
+    notification_type         = "FORECASTED"
+    subscriber_sns_topic_arns = [aws_sns_topic.alarms.arn]
+  }
+
+  depends_on = [aws_sns_topic_policy.alarms]
 }

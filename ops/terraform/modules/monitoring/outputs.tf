@@ -19,3 +19,8 @@ output "alarm_names" {
     aws_cloudwatch_metric_alarm.running_tasks[*].alarm_name,
   )
 }
+
+output "budget_name" {
+  description = "Name of the AWS Budgets budget (null without one)."
+  value       = one(aws_budgets_budget.monthly[*].name)
+}

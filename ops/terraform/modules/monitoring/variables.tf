@@ -64,7 +64,7 @@ variable "desired_count" {
 }
 
 variable "alb_arn_suffix" {
-  description = "LoadBalancer dimension for the dashboard."
+  description = "LoadBalancer dimension for the dashboard; empty without a load balancer (lean profile)."
   type        = string
 }
 
@@ -86,4 +86,19 @@ variable "url_metrics_published" {
 variable "reload_interval" {
   description = "Seconds between two loads of the targets CSV (UPCHECK_RELOAD_INTERVAL): how long one failed load keeps TargetsLoadSuccess at 0."
   type        = number
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget in USD (AWS Budgets, notifying the topic); 0 for none."
+  type        = number
+}
+
+variable "budget_tag_filter" {
+  description = "Cost allocation tag filter of the budget (user:Application$<name>); empty for the whole account."
+  type        = string
+}
+
+variable "load_balanced" {
+  description = "Whether a load balancer fronts the service (full profile): adds its dashboard widget."
+  type        = bool
 }

@@ -1,5 +1,9 @@
-# A VPC over two availability zones. Public subnets hold only the load balancer and the NAT
-# gateway(s); the tasks live in private subnets with no public IPs and leave through NAT.
+# A VPC over two availability zones. Full profile: public subnets hold the internet-facing
+# load balancer (if any) and the NAT gateway(s); the tasks live in private subnets with no
+# public IPs and leave through NAT. Lean profile: no NAT; the tasks run in the public subnets
+# with a public IP (their security group still admits nothing from outside) and the private
+# subnets stay empty. Either way S3 is reached through a gateway endpoint, free of NAT and
+# data-transfer charges.
 
 data "aws_region" "current" {}
 
@@ -24,7 +28,7 @@ locals {
   private_cidrs = { for i, az in local.azs : az => cidrsubnet(var.cidr, 20 - tonumber(split("/", var.cidr)[1]), i + 8) }
 
   # AZs that get a NAT gateway, and the NAT gateway each private subnet routes through.
-  nat_azs = var.nat_gateway_per_az ? local.azs : [local.azs[0]]
+  nat_azs = var.nat_gateway ? (var.nat_gateway_per_az ? local.azs : [local.azs[0]]) : []
   nat_for = { for az in local.azs : az => var.nat_gateway_per_az ? az : local.azs[0] }
 }
 
@@ -55,7 +59,7 @@ resource "aws_subnet" "public" {
   vpc_id                  = aws_vpc.this.id
   availability_zone       = each.key
   cidr_block              = each.value
-  map_public_ip_on_launch = false # the ALB and NAT get their addresses explicitly
+  map_public_ip_on_launch = false # the ALB, NAT and lean tasks get their addresses explicitly
 
   tags = { Name = "${var.name}-public-${each.key}", Tier = "public" }
 }
@@ -120,7 +124,7 @@ resource "aws_route_table" "private" {
 }
 
 resource "aws_route" "private_nat" {
-  for_each = aws_route_table.private
+  for_each = var.nat_gateway ? aws_route_table.private : {}
 
   route_table_id         = each.value.id
   destination_cidr_block = "0.0.0.0/0"
@@ -134,10 +138,22 @@ resource "aws_route_table_association" "private" {
   route_table_id = aws_route_table.private[each.key].id
 }
 
-# VPC flow logs: who talked to what, for incident response.
+# S3 (targets, results, ECR's layers) through a gateway endpoint: no NAT processing, no
+# data-transfer charge, and the traffic stays on AWS's network.
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${data.aws_region.current.name}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = concat([aws_route_table.public.id], [for t in aws_route_table.private : t.id])
+
+  tags = { Name = "${var.name}-s3" }
+}
+
+# VPC flow logs, for incident response: all traffic (full) or only what the security groups
+# and network ACLs rejected (lean: the part worth keeping, at a fraction of the volume).
 resource "aws_cloudwatch_log_group" "flow_logs" {
   name              = "/vpc/${var.name}/flow-logs"
-  retention_in_days = var.log_retention_days
+  retention_in_days = var.flow_log_retention_days
   kms_key_id        = var.kms_key_arn
 }
 
@@ -178,7 +194,7 @@ resource "aws_iam_role_policy" "flow_logs" {
 
 resource "aws_flow_log" "this" {
   vpc_id          = aws_vpc.this.id
-  traffic_type    = "ALL"
+  traffic_type    = var.flow_log_traffic
   iam_role_arn    = aws_iam_role.flow_logs.arn
   log_destination = aws_cloudwatch_log_group.flow_logs.arn
 }

@@ -12,3 +12,8 @@ output "private_subnet_ids" {
   description = "IDs of the private subnets (tasks)."
   value       = [for s in aws_subnet.private : s.id]
 }
+
+output "nat_gateway_ids" {
+  description = "IDs of the NAT gateways (none with the lean profile)."
+  value       = [for n in aws_nat_gateway.this : n.id]
+}

@@ -18,9 +18,19 @@ variable "kms_key_arn" {
   type        = string
 }
 
-variable "log_retention_days" {
+variable "flow_log_retention_days" {
   description = "Retention of the flow-log log group."
   type        = number
+}
+
+variable "flow_log_traffic" {
+  description = "Traffic the flow logs record: ALL or REJECT."
+  type        = string
+}
+
+variable "nat_gateway" {
+  description = "Route the private subnets out through NAT (full profile); without, no NAT gateway exists."
+  type        = bool
 }
 
 variable "account_id" {

@@ -12,3 +12,8 @@ output "remote_write_url" {
   description = "Prometheus remote-write endpoint of the workspace."
   value       = "${trimsuffix(aws_prometheus_workspace.this.prometheus_endpoint, "/")}/api/v1/remote_write"
 }
+
+output "alertmanager_config" {
+  description = "The alert manager configuration (YAML) for the workspace: routes to the SNS topic, with the inhibit rules of ops/prometheus/alertmanager.yml."
+  value       = yamlencode(local.alertmanager_config)
+}

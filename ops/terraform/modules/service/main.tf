@@ -1,5 +1,6 @@
-# The daemon on Fargate: desired_count tasks in private subnets, no public IP, reachable on their
-# port from the load balancer only, with a read-only root filesystem, no Linux capabilities and a
+# The daemon on Fargate: desired_count tasks, in private subnets behind NAT (full profile) or in
+# public subnets with a public IP and no NAT (lean), reachable on their port from the load
+# balancer only (lean has none: nothing may connect in), with a read-only root filesystem, no Linux capabilities and a
 # non-root user. With UPCHECK_SHARD=ecs the running tasks of the service share the targets list
 # (SPEC.md "Sharding"). With AMP enabled a second container, the ADOT collector, scrapes the
 # daemon over localhost and remote-writes to the workspace.
@@ -67,18 +68,28 @@ locals {
     }
   }
 
-  # What the collector's ECS resource detector adds besides aws.ecs.task.arn.
-  ecs_detector_dropped = [
+  # What the collector's ECS resource detector adds besides aws.ecs.task.arn, and what the
+  # prometheus receiver puts on the resource besides service.name and service.instance.id
+  # (which the exporter turns back into `job` and `instance`).
+  resource_attributes_dropped = [
     "aws.ecs.cluster.arn", "aws.ecs.launchtype", "aws.ecs.task.family", "aws.ecs.task.id",
     "aws.ecs.task.revision", "aws.log.group.arns", "aws.log.group.names", "aws.log.stream.arns",
     "aws.log.stream.names", "cloud.account.id", "cloud.availability_zone", "cloud.platform",
     "cloud.provider", "cloud.region",
+    "net.host.name", "net.host.port", "http.scheme", "server.address", "server.port", "url.scheme",
   ]
+
+  # The collector may use this much memory and no more: a hard container limit, so a runaway
+  # collector is killed and restarted on its own (it is not essential) instead of starving the
+  # daemon; memory_limiter starts refusing data before that.
+  adot_memory_limit_mib       = 256
+  adot_memory_reservation_mib = 128
+  adot_health_endpoint        = "127.0.0.1:13133"
 
   adot_config = {
     extensions = {
       sigv4auth    = { region = var.region, service = "aps" }
-      health_check = {}
+      health_check = { endpoint = local.adot_health_endpoint }
     }
     receivers = {
       prometheus = {
@@ -97,13 +108,21 @@ locals {
     }
     # Every task's collector scrapes its own daemon as localhost:8080, so without a per-task
     # label two tasks (several tasks; during a deployment up to 200 % of them) would write
-    # identical series for their daemon-level metrics, and for a URL two tasks export while its
-    # ownership moves, and AMP would reject one of them as duplicate / out-of-order samples. The ECS detector reads the
-    # task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) and adds aws.ecs.task.arn to the
-    # resource; resource_to_telemetry_conversion turns it into the label `aws_ecs_task_arn`.
-    # The detector's other attributes are dropped (deleting an absent key is a no-op), so
-    # series carry only that one extra label.
+    # identical series for their daemon-level metrics, and for a URL two tasks export while
+    # its ownership moves, and AMP would reject one of them as duplicate / out-of-order
+    # samples. The ECS detector reads the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4)
+    # and adds aws.ecs.task.arn to the resource; resource_to_telemetry_conversion turns it into
+    # the label `aws_ecs_task_arn`. The other resource attributes above are dropped (deleting an
+    # absent key is a no-op). What stays on every series besides the daemon's own labels:
+    # `job` and `instance`, `aws_ecs_task_arn`, and `service_name` / `service_instance_id`
+    # (the same values as job and instance, from the receiver's resource).
     processors = {
+      # First in the pipeline: refuses data when the collector nears its memory limit.
+      memory_limiter = {
+        check_interval         = "1s"
+        limit_percentage       = 80
+        spike_limit_percentage = 25
+      }
       batch = {}
       "resourcedetection/ecs" = {
         detectors = ["ecs"]
@@ -111,7 +130,7 @@ locals {
         override  = false
       }
       "resource/task_only" = {
-        attributes = [for key in local.ecs_detector_dropped : { key = key, action = "delete" }]
+        attributes = [for key in local.resource_attributes_dropped : { key = key, action = "delete" }]
       }
     }
     exporters = {
@@ -126,7 +145,7 @@ locals {
       pipelines = {
         metrics = {
           receivers  = ["prometheus"]
-          processors = ["resourcedetection/ecs", "resource/task_only", "batch"]
+          processors = ["memory_limiter", "resourcedetection/ecs", "resource/task_only", "batch"]
           exporters  = ["prometheusremotewrite"]
         }
       }
@@ -139,9 +158,19 @@ locals {
     essential              = false # losing the collector must not stop probing
     user                   = var.container_user
     readonlyRootFilesystem = true
+    memory                 = local.adot_memory_limit_mib
+    memoryReservation      = local.adot_memory_reservation_mib
     environment            = [{ name = "AOT_CONFIG_CONTENT", value = yamlencode(local.adot_config) }]
     linuxParameters        = { capabilities = { drop = ["ALL"] } }
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    # The ADOT image's own probe of the health_check extension (/healthcheck, in the image).
+    healthCheck = {
+      command     = ["CMD", "/healthcheck"]
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = 30
+    }
     logConfiguration = merge(local.log_configuration, {
       options = merge(local.log_configuration.options, { awslogs-stream-prefix = "adot" })
     })
@@ -172,6 +201,8 @@ resource "aws_security_group" "task" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "task_from_alb" {
+  count = var.load_balanced ? 1 : 0
+
   security_group_id            = aws_security_group.task.id
   description                  = "Daemon port from the load balancer"
   ip_protocol                  = "tcp"
@@ -181,6 +212,8 @@ resource "aws_vpc_security_group_ingress_rule" "task_from_alb" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "alb_to_task" {
+  count = var.load_balanced ? 1 : 0
+
   security_group_id            = var.alb_security_group
   description                  = "Load balancer to the daemon port of the tasks"
   ip_protocol                  = "tcp"
@@ -190,10 +223,11 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_task" {
 }
 
 # A URL monitor must reach whatever URLs its CSV names, on any TCP port; AWS APIs, ECR and the
-# AMP endpoint are reached the same way, through NAT. Nothing is allowed in but the ALB.
+# AMP endpoint are reached the same way, through NAT or the task's public IP (S3 through the
+# gateway endpoint). Nothing is allowed in but the ALB, and with no ALB nothing at all.
 resource "aws_vpc_security_group_egress_rule" "task_out" {
   security_group_id = aws_security_group.task.id
-  description       = "Probes, AWS APIs and image pulls (TCP, any port), via NAT"
+  description       = "Probes, AWS APIs and image pulls (TCP, any port)"
   ip_protocol       = "tcp"
   from_port         = 1
   to_port           = 65535
@@ -235,7 +269,7 @@ resource "aws_ecs_service" "this" {
 
   propagate_tags                    = "SERVICE"
   enable_ecs_managed_tags           = true
-  health_check_grace_period_seconds = 60
+  health_check_grace_period_seconds = var.load_balanced ? 60 : null
 
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
@@ -246,20 +280,26 @@ resource "aws_ecs_service" "this" {
   }
 
   network_configuration {
-    subnets          = var.private_subnet_ids
+    subnets          = var.subnet_ids
     security_groups  = [aws_security_group.task.id]
-    assign_public_ip = false
+    assign_public_ip = var.assign_public_ip
   }
 
-  load_balancer {
-    target_group_arn = var.target_group_arn
-    container_name   = local.container_name
-    container_port   = local.container_port
+  dynamic "load_balancer" {
+    for_each = var.load_balanced ? [var.target_group_arn] : []
+
+    content {
+      target_group_arn = load_balancer.value
+      container_name   = local.container_name
+      container_port   = local.container_port
+    }
   }
 
   # The release pipeline (.github/workflows/release.yml) rolls out each new image as a new
   # task-definition revision. Without this, the next `terraform apply` would put the service
-  # back on Terraform's revision and silently roll the image back.
+  # back on Terraform's revision and silently roll the image back. A revision Terraform
+  # registers is rolled out by infra.yml after the apply (update-service), planned with the
+  # running image and refused if a release changed that image since the plan.
   lifecycle {
     ignore_changes = [task_definition]
   }

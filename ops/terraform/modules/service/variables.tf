@@ -13,18 +13,28 @@ variable "vpc_id" {
   type        = string
 }
 
-variable "private_subnet_ids" {
-  description = "Private subnets the tasks run in."
+variable "subnet_ids" {
+  description = "Subnets the tasks run in: private ones (full profile) or public ones (lean)."
   type        = list(string)
 }
 
+variable "assign_public_ip" {
+  description = "Give each task a public IP (lean profile: no NAT gateway)."
+  type        = bool
+}
+
+variable "load_balanced" {
+  description = "Whether a load balancer fronts the tasks (full profile)."
+  type        = bool
+}
+
 variable "alb_security_group" {
-  description = "Security group of the load balancer: the only source allowed to reach the tasks."
+  description = "Security group of the load balancer: the only source allowed to reach the tasks (null without one)."
   type        = string
 }
 
 variable "target_group_arn" {
-  description = "Target group the service registers its tasks in."
+  description = "Target group the service registers its tasks in (null without a load balancer)."
   type        = string
 }
 
