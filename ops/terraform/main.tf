@@ -87,6 +87,7 @@ module "iam" {
   source = "./modules/iam"
 
   name                 = var.name
+  container_secrets    = var.container_secrets
   account_id           = local.account_id
   partition            = local.partition
   region               = var.aws_region
@@ -149,6 +150,7 @@ module "service" {
   source = "./modules/service"
 
   name                 = var.name
+  container_secrets    = var.container_secrets
   region               = var.aws_region
   vpc_id               = module.network.vpc_id
   subnet_ids           = local.lean ? module.network.public_subnet_ids : module.network.private_subnet_ids

@@ -623,3 +623,18 @@ variable "tf_state_bucket" {
     error_message = "With github_repository set, tf_state_bucket must name the state bucket (the plan role reads it)."
   }
 }
+
+variable "container_secrets" {
+  description = "Environment variables the daemon gets from Secrets Manager or SSM Parameter Store, for $${NAME} in the targets CSV: a map of variable name to the secret's or parameter's ARN (a Secrets Manager ARN may end in :json-key:: to pick one key). ECS injects them at start; the execution role may read exactly these."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for name, arn in var.container_secrets :
+      can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name)) &&
+      can(regex("^arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:[0-9]{12}:(secret:|parameter/)", arn))
+    ])
+    error_message = "container_secrets maps an environment variable name (letters, digits, _) to a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}

@@ -75,6 +75,37 @@ data "aws_iam_policy_document" "execution" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${local.log_group_arn}:log-stream:*"]
   }
+
+  # ${NAME} in the targets CSV: exactly the secrets and parameters named in container_secrets,
+  # read by the ECS agent when the task starts (the task role never sees them).
+  dynamic "statement" {
+    for_each = length(local.secret_arns) > 0 ? [1] : []
+    content {
+      sid       = "ReadTheNamedSecrets"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.secret_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.parameter_arns) > 0 ? [1] : []
+    content {
+      sid       = "ReadTheNamedParameters"
+      actions   = ["ssm:GetParameters"]
+      resources = local.parameter_arns
+    }
+  }
+}
+
+locals {
+  # A Secrets Manager valueFrom may pick a JSON key (":key::"): the policy names the secret.
+  secret_arns = sort(distinct([
+    for arn in values(var.container_secrets) :
+    join(":", slice(split(":", arn), 0, 7)) if can(regex(":secretsmanager:", arn))
+  ]))
+  parameter_arns = sort(distinct([
+    for arn in values(var.container_secrets) : arn if can(regex(":ssm:", arn))
+  ]))
 }
 
 resource "aws_iam_role_policy" "execution" {

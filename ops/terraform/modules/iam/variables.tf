@@ -82,3 +82,9 @@ variable "amp_workspace_arn" {
   description = "The AMP workspace the task may remote-write to (empty when enable_amp is false)."
   type        = string
 }
+
+variable "container_secrets" {
+  description = "Environment variable name -> Secrets Manager secret or SSM parameter ARN, injected by ECS (see the root variable)."
+  type        = map(string)
+  default     = {}
+}

@@ -55,6 +55,7 @@ locals {
     entryPoint             = ["python", "-m", "daemon"]
     portMappings           = [{ containerPort = local.container_port, protocol = "tcp" }]
     environment            = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
+    secrets                = [for k in sort(keys(var.container_secrets)) : { name = k, valueFrom = var.container_secrets[k] }]
     stopTimeout            = local.stop_timeout
     linuxParameters        = { capabilities = { drop = ["ALL"] }, initProcessEnabled = true }
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]

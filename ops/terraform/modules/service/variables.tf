@@ -162,3 +162,9 @@ variable "amp_scrape_interval" {
   description = "Scrape interval of the collector, in seconds."
   type        = number
 }
+
+variable "container_secrets" {
+  description = "Environment variable name -> Secrets Manager secret or SSM parameter ARN, injected by ECS (see the root variable)."
+  type        = map(string)
+  default     = {}
+}
