@@ -106,15 +106,10 @@ def limits_problem(value: float, limits: tuple[float, float]) -> str | None:
 
 
 def _seconds(column: str, raw: str) -> float | None:
-    raw = raw.strip()
-    if not raw:
+    value = _number(column, raw)
+    if value is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"bad {column} {raw!r}: not a number") from None
-    if not value > 0 or math.isinf(value):
-        raise ValueError(f"bad {column} {raw!r}: must be greater than 0")
+    raw = raw.strip()
     problem = limits_problem(value, INTERVAL_LIMITS if column == "interval" else TIMEOUT_LIMITS)
     if problem is not None:
         raise ValueError(f"bad {column} {raw!r}: {problem}")
