@@ -58,12 +58,6 @@ LEAN_TFVARS = {
     "bucket_admin_principal_arns": [ADMIN],
 }
 
-# ${NAME} in the CSV from Secrets Manager (one key of a JSON secret) and SSM (planned).
-SECRETS = {
-    "BILLING_TOKEN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:billing-AbCdEf:token::",
-    "ORDERS_KEY": "arn:aws:ssm:eu-west-1:123456789012:parameter/upcheck/orders-key",
-}
-
 # The public exposure: internet-facing only with HTTPS and an OIDC login in front (planned, not
 # applied: moto cannot validate the certificate). The secret is a test value.
 OIDC = {
@@ -200,7 +194,6 @@ def stack(terraform, tmp_path_factory, checkov_install):
             "route53_zone_id": zone,
             "alb_authentication": OIDC,
             "alb_oidc_client_secret": "test-only-secret",
-            "container_secrets": SECRETS,
         }
         for directory, tfvars in ((workdir, TFVARS), (https_dir, https_vars)):
             (directory / "override.tf").write_text(override)
@@ -694,41 +687,6 @@ def test_a_public_load_balancer_is_planned_with_https_a_login_and_waf(stack):
         a.get("authenticate_oidc") for a in change["change"]["after_sensitive"]["default_action"]
     ]
     assert any(s and s[0].get("client_secret") is True for s in sensitive), sensitive
-
-
-def test_named_secrets_reach_the_container_and_the_execution_role_reads_only_those(stack):
-    planned = {c["address"]: c["change"]["after"] for c in stack.https_plan["resource_changes"]}
-    (definition,) = [
-        json.loads(after["container_definitions"])
-        for address, after in planned.items()
-        if address.endswith("aws_ecs_task_definition.this")
-    ]
-    daemon = next(c for c in definition if c["entryPoint"] == ["python", "-m", "daemon"])
-    assert daemon["secrets"] == [
-        {"name": name, "valueFrom": arn} for name, arn in sorted(SECRETS.items())
-    ]
-    (policy,) = [
-        json.loads(after["policy"])
-        for address, after in planned.items()
-        if address.endswith("aws_iam_role_policy.execution")
-    ]
-    by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    secret = by_sid["ReadTheNamedSecrets"]
-    assert secret["Action"] == "secretsmanager:GetSecretValue"
-    assert (
-        secret["Resource"] == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:billing-AbCdEf"
-    )
-    parameter = by_sid["ReadTheNamedParameters"]
-    assert parameter["Action"] == "ssm:GetParameters"
-    assert parameter["Resource"] == SECRETS["ORDERS_KEY"]
-    # Without named secrets, the execution role reads none.
-    (applied,) = [
-        r
-        for r in _resources(stack.state["values"])
-        if r["type"] == "aws_iam_role_policy" and r["name"] == "execution"
-    ]
-    sids = {s.get("Sid") for s in json.loads(applied["values"]["policy"])["Statement"]}
-    assert not sids & {"ReadTheNamedSecrets", "ReadTheNamedParameters"}
 
 
 def test_the_alert_rules_run_in_the_workspace(stack):

@@ -524,3 +524,27 @@ def test_the_cost_table_puts_lean_at_10k_urls_under_100_dollars_line_by_line():
     root = merged_locals(parse("main.tf"))
     assert root["url_metrics"].endswith('(local.lean ? "none" : "ResponseTime")}')
     assert root["budget_usd"].endswith("(local.lean ? 100 : 1000)}")
+
+
+def test_named_secrets_reach_the_container_and_only_the_execution_role_reads_them():
+    """${NAME} in the targets CSV from Secrets Manager or SSM (issue #14): each entry of
+    container_secrets becomes an ECS `secrets` entry of the daemon's container, and the
+    execution role (which ECS uses to inject them) may read exactly the named ones."""
+    service = (tf.MODULE / "modules" / "service" / "main.tf").read_text()
+    assert re.search(
+        r"secrets\s*=\s*\[for k in sort\(keys\(var\.container_secrets\)\) : "
+        r"\{ name = k, valueFrom = var\.container_secrets\[k\] \}\]",
+        service,
+    )
+    iam = (tf.MODULE / "modules" / "iam" / "main.tf").read_text()
+    for sid, action, arns in (
+        ("ReadTheNamedSecrets", "secretsmanager:GetSecretValue", "local.secret_arns"),
+        ("ReadTheNamedParameters", "ssm:GetParameters", "local.parameter_arns"),
+    ):
+        block = iam[iam.index(f'sid       = "{sid}"') :][:200]
+        assert f'actions   = ["{action}"]' in block and f"resources = {arns}" in block
+    task_policy = iam.split('data "aws_iam_policy_document" "task"')[1]
+    task_policy = task_policy.split('resource "aws_iam_role_policy" "task"')[0]
+    assert "secretsmanager" not in task_policy and "ssm:" not in task_policy
+    root = (tf.MODULE / "variables.tf").read_text()
+    assert 'variable "container_secrets"' in root
