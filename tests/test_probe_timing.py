@@ -126,7 +126,9 @@ def test_a_connect_that_needed_a_syn_retransmit_counts_its_whole_wait():
         proc.wait()
     assert result.up, result.error
     connect = result.phases[1]
-    assert connect >= waited * 0.5, (connect, waited)  # not a sub-millisecond round trip
+    # Not a sub-millisecond round trip: a retransmitted SYN waits out TCP's initial
+    # retransmission timeout, 1 s (RFC 6298), whatever the load; a busy machine only adds.
+    assert connect >= 0.9, (connect, waited)
     assert result.duration >= connect
 
 
