@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import re
 import socket
 import ssl
 import time
@@ -290,6 +291,207 @@ def test_a_head_answer_with_a_content_length_that_is_not_a_number_has_no_length(
     result = probe(prober, f"http://127.0.0.1:{port}/", method="HEAD")
     assert result.up, result.error
     assert result.content_length == -1
+
+
+# -- HTTP/1.1 on the wire: the request sent, the body framed and decoded ---------------------
+
+
+def answers(raw: bytes, seen: list[bytes] | None = None):
+    """A raw server: reads the request (noted in ``seen``), sends ``raw`` and closes."""
+
+    def handler(sock: socket.socket) -> None:
+        request = srv.read_request(sock)
+        head, _, rest = request.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        while len(rest) < length:
+            more = sock.recv(4096)
+            if not more:
+                break
+            rest += more
+        if seen is not None:
+            seen.append(head + b"\r\n\r\n" + rest)
+        sock.sendall(raw)
+        sock.close()
+
+    return handler
+
+
+def test_a_request_is_sent_as_one_message_with_host_length_and_body(servers, prober):
+    seen: list[bytes] = []
+    port = servers.raw(answers(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", seen))
+    result = probe(
+        prober,
+        f"http://shop.test:{port}/orders?id=7",
+        method="POST",
+        headers=(("X-Trace", "abc"),),
+        body=b'{"n": 1}',
+    )
+    assert result.up, result.error
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /orders?id=7 HTTP/1.1"
+    assert lines[1] == f"Host: shop.test:{port}".encode()
+    assert b"Content-Length: 8" in lines and b"X-Trace: abc" in lines
+    assert b"Connection: close" in lines
+    assert body == b'{"n": 1}'
+
+
+def test_a_rows_own_host_header_replaces_the_urls(servers, prober):
+    seen: list[bytes] = []
+    port = servers.raw(answers(b"HTTP/1.1 204 No Content\r\n\r\n", seen))
+    result = probe(prober, f"http://127.0.0.1:{port}/", headers=(("Host", "vhost.test"),))
+    assert result.up, result.error
+    hosts = [line for line in seen[0].split(b"\r\n") if line.lower().startswith(b"host:")]
+    assert hosts == [b"Host: vhost.test"]
+
+
+def test_a_post_without_a_body_says_its_length_is_zero(servers, prober):
+    seen: list[bytes] = []
+    port = servers.raw(answers(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", seen))
+    assert probe(prober, f"http://127.0.0.1:{port}/", method="POST").up
+    assert b"\r\nContent-Length: 0\r\n" in seen[0]
+
+
+def test_a_body_cut_short_of_its_content_length_fails_as_protocol(servers, prober):
+    port = servers.raw(answers(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "protocol", "the body ended after 3 of 10 bytes")
+    assert result.status_code == 200
+
+
+def test_bytes_past_the_content_length_are_not_part_of_the_body(servers, prober):
+    port = servers.raw(answers(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef"))
+    result = probe(prober, f"http://127.0.0.1:{port}/", body_not_contains="d")
+    assert result.up, result.error
+    assert result.content_length == 3
+
+
+def test_a_chunked_body_is_unchunked_with_extensions_and_trailers(servers, prober):
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;name=value\r\nhello\r\n7\r\n, shop!\r\n0\r\nX-Checksum: 1\r\n\r\n"
+    )
+    port = servers.raw(answers(raw))
+    result = probe(prober, f"http://127.0.0.1:{port}/", body_regex=re.compile("^hello, shop!$"))
+    assert result.up, result.error
+    assert result.content_length == 12
+
+
+@pytest.mark.parametrize(
+    ("chunks", "fragment"),
+    [
+        (b"zz\r\nhello\r\n0\r\n\r\n", "bad chunk size line"),
+        (b"5\r\nhel", "the body ended in the middle of a chunk"),
+        (b"5\r\nhello\r\n", "the body ended before its last chunk"),
+        (b"3\r\nhello\r\n0\r\n\r\n", "a chunk is longer than its size line says"),
+    ],
+    ids=["not-hex", "cut-in-a-chunk", "no-last-chunk", "chunk-too-long"],
+)
+def test_broken_chunked_framing_fails_as_protocol(servers, prober, chunks, fragment):
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    port = servers.raw(answers(raw))
+    assert_failed(probe(prober, f"http://127.0.0.1:{port}/"), "protocol", fragment)
+
+
+def test_content_lengths_that_disagree_fail_as_protocol(servers, prober):
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    port = servers.raw(answers(raw))
+    assert_failed(probe(prober, f"http://127.0.0.1:{port}/"), "protocol", "Content-Length")
+
+
+def test_a_body_without_a_length_ends_with_the_connection(servers, prober):
+    port = servers.raw(answers(b"HTTP/1.1 200 OK\r\n\r\n" + b"z" * 200_000))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert result.up and result.content_length == 200_000
+
+
+def test_folded_and_colonless_header_lines_are_read_as_browsers_read_them(servers, prober):
+    seen: list[bytes] = []
+    moved = b"HTTP/1.1 301 Moved\r\nLocation: /a\r\n  b\r\nnot a field\r\nContent-Length: 0\r\n\r\n"
+    replies = iter([moved, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    port = servers.raw(lambda sock: answers(next(replies), seen)(sock))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert result.up and result.redirects == 1, result.error
+    assert seen[1].startswith(b"GET /a%20b HTTP/1.1\r\n")  # the folded Location, unfolded
+
+
+def test_a_head_of_more_than_a_hundred_fields_fails_as_protocol(servers, prober):
+    raw = b"HTTP/1.1 200 OK\r\n" + b"X-Filler: 1\r\n" * 101 + b"\r\n"
+    port = servers.raw(answers(raw))
+    assert_failed(probe(prober, f"http://127.0.0.1:{port}/"), "protocol", "100 header lines")
+
+
+def test_an_http2_status_line_fails_as_protocol(servers, prober):
+    port = servers.raw(answers(b"HTTP/2 200\r\n\r\n"))
+    assert_failed(probe(prober, f"http://127.0.0.1:{port}/"), "protocol", "not an HTTP/1.x")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate-zlib", "deflate-raw", "gzip, gzip"])
+def test_gzip_and_deflate_bodies_are_decoded_for_checks_and_length(servers, prober, coding):
+    import gzip
+    import zlib
+
+    text = b"the shop is open " * 100
+    if coding == "gzip":
+        data, header = gzip.compress(text), "gzip"
+    elif coding == "gzip, gzip":
+        data, header = gzip.compress(gzip.compress(text)), coding
+    elif coding == "deflate-zlib":
+        data, header = zlib.compress(text), "deflate"
+    else:
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        data, header = packer.compress(text) + packer.flush(), "deflate"
+    raw = (
+        f"HTTP/1.1 200 OK\r\nContent-Encoding: {header}\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    port = servers.raw(answers(raw))
+    result = probe(prober, f"http://127.0.0.1:{port}/", body_contains="shop is open")
+    assert result.up, result.error
+    assert result.content_length == len(text)
+
+
+def test_a_gzip_body_of_several_members_is_decoded_whole(servers, prober):
+    import gzip
+
+    data = gzip.compress(b"first half, ") + gzip.compress(b"second half")
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + data
+    port = servers.raw(answers(raw))
+    wanted = re.compile("^first half, second half$")
+    result = probe(prober, f"http://127.0.0.1:{port}/", body_regex=wanted)
+    assert result.up, result.error
+
+
+def test_a_body_that_is_not_the_gzip_it_claims_fails_as_protocol(servers, prober):
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nplain text, not gzip"
+    port = servers.raw(answers(raw))
+    assert_failed(probe(prober, f"http://127.0.0.1:{port}/"), "protocol", "not valid gzip")
+
+
+def test_an_unknown_content_coding_is_taken_as_it_came(servers, prober):
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nnot decoded"
+    port = servers.raw(answers(raw))
+    result = probe(prober, f"http://127.0.0.1:{port}/", body_contains="not decoded")
+    assert result.up, result.error
+
+
+def test_a_small_gzip_bomb_stops_at_10_mib_without_inflating_it_whole(servers, prober):
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (200 * 2**20), compresslevel=9)  # 200 MiB in ~200 KiB
+    assert len(bomb) < 2**20
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + bomb
+    port = servers.raw(answers(raw))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "too_large", "10 MiB")
 
 
 @pytest.mark.parametrize("code", [b"2_00", b"+200", b"0200", b"\xb2\xb2\xb2"])

@@ -260,23 +260,21 @@ def test_a_read_the_kernel_did_not_stamp_is_not_timed_by_another_read():
         client = socket.create_connection(listener.getsockname())
         server, _ = listener.accept()
         with client, server:
-            watched = kernel_clock.watch(client)
-            assert watched is not None
-            wrapped, stamps = watched
-            reader = wrapped.makefile("rb")
+            stamps = kernel_clock.watch(client)
+            assert stamps is not None
+            recv = kernel_clock.stamped_recv(client, stamps)
 
             client.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 0)
             server.sendall(b"head")
-            assert reader.read1(64) == b"head"  # unstamped
+            assert recv(64) == b"head"  # unstamped
             client.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             server.sendall(b"body")
-            assert reader.read1(64) == b"body"  # stamped
+            assert recv(64) == b"body"  # stamped
             assert stamps.first is None
             assert stamps.processing(1.0) is None
 
             client.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 0)
             server.sendall(b"tail")
-            assert reader.read1(64) == b"tail"  # unstamped: the last byte's time is unknown
+            assert recv(64) == b"tail"  # unstamped: the last byte's time is unknown
             assert stamps.last is None
             assert stamps.transfer(1.0) is None
-            reader.close()

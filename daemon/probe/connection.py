@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import http.client
 import ipaddress
 import os
 import socket
@@ -23,25 +22,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent.resolver.ares
-from urllib3.connection import HTTPConnection
 
 from daemon.model import NoVerdict
 from daemon.probe import certificate, kernel_clock
 from daemon.probe.classify import (
-    ProbeFailure,
     blocked_failure,
     connect_failure,
     dns_failure,
     handshake_failure,
     os_reason,
 )
+from daemon.probe.http1 import Recv
 
 # (family, sockaddr) pairs, as socket.getaddrinfo gives them.
 Address = tuple[int, tuple[Any, ...]]
 Resolver = Callable[[str, int], Sequence[Address]]
-
-MAX_INTERIM_RESPONSES = 10
-_MAX_LINE = 65536  # http.client's limit on a status or header line
 
 BLOCKED_NETS = (
     ipaddress.ip_network("169.254.0.0/16"),  # link-local, incl. the EC2/ECS metadata services
@@ -264,71 +259,14 @@ class Trace:
     connected_at: float = 0.0  # perf_counter when the connection became ready for the request
     answered_at: float = 0.0  # perf_counter when the hop's first status line was read
     cert_expiries: list[float] = field(default_factory=list)
-    conn: HTTPConnection | None = None  # the hop's connection, closed when the probe ends
     stamps: kernel_clock.Stamps | None = None  # the hop's kernel times (plain http only)
-    sock: socket.socket | None = None  # the hop's socket itself, closed when the probe ends
+    sock: socket.socket | None = None  # the hop's socket (TLS on it for https)
 
     def close(self) -> None:
-        """Close the hop's connection and socket, and let go of them: the connection refers
-        back to this trace, and a cycle left here would wait for the cyclic GC."""
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        """Close the hop's socket, if it is open, and let go of it."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
-
-class FinalResponse(http.client.HTTPResponse):
-    """http.client's response, read past every interim (1xx) answer to the final one, with
-    a status code of exactly three ASCII digits.
-
-    http.client skips ``100 Continue`` only, so a ``103 Early Hints`` (which CDNs send ahead
-    of the page) or a ``102 Processing`` was taken for the answer. Here every 1xx but ``101
-    Switching Protocols`` (which is final) is skipped with its headers, at most
-    :data:`MAX_INTERIM_RESPONSES` of them; the probe's deadline bounds their time. The first
-    status line is the answer's first byte: when it was read goes into the trace, as the end
-    of ``processing``. And where http.client reads the code with ``int()``, which takes
-    ``2_00``, ``+200`` and ``0200`` for 200, the code must be the three digits HTTP says it
-    is. (Replaces http.client's ``_read_status``, which ``begin`` calls once when it gets no
-    100.)
-    """
-
-    def __init__(self, sock: Any, trace: Trace, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        self._trace = trace
-
-    def _read_status(self) -> tuple[str, int, str]:
-        version, status, reason = self._status_line()
-        self._trace.answered_at = time.perf_counter()
-        skipped = 0
-        while 100 <= status < 200 and status != 101:
-            skipped += 1
-            if skipped > MAX_INTERIM_RESPONSES:
-                raise ProbeFailure(
-                    "protocol", f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
-                )
-            http.client.parse_headers(self.fp)
-            version, status, reason = self._status_line()
-        return version, status, reason
-
-    def _status_line(self) -> tuple[str, int, str]:
-        """One status line, as http.client reads it (its errors too), but strict on the code."""
-        raw = self.fp.readline(_MAX_LINE + 1)
-        if len(raw) > _MAX_LINE:
-            raise http.client.LineTooLong("status line")
-        if not raw:
-            raise http.client.RemoteDisconnected("Remote end closed connection without response")
-        line = str(raw, "iso-8859-1")
-        version, code, reason = ([*line.split(None, 2), "", "", ""])[:3]
-        if (
-            not version.startswith("HTTP/")
-            or len(code) != 3
-            or not (code.isascii() and code.isdigit())
-            or code[0] == "0"
-        ):
-            raise http.client.BadStatusLine(line)
-        return version, int(code), reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,9 +280,11 @@ class Endpoint:
     literal: Address | None
 
 
-class TracedConnection(HTTPConnection):
-    """An urllib3 connection that resolves, connects and (for https) shakes hands itself,
-    timing each step into the probe's :class:`Trace`."""
+class TracedConnection:
+    """One hop's connection: resolved, connected and (for https) shaken hands with here, each
+    step timed into the probe's :class:`Trace`."""
+
+    __slots__ = ("_endpoint", "_ssl_context", "_trace", "timeout")
 
     def __init__(
         self,
@@ -353,27 +293,22 @@ class TracedConnection(HTTPConnection):
         trace: Trace,
         ssl_context: ssl.SSLContext | None,
     ) -> None:
-        super().__init__(endpoint.host, endpoint.port, timeout=timeout)
-        # urllib3 leaves the port out of the Host header when it is this one.
-        self.default_port = 443 if endpoint.https else 80  # type: ignore[misc]
         self._endpoint = endpoint
         self._trace = trace
         self._ssl_context = ssl_context
+        self.timeout = timeout
 
-    def response_class(self, sock: Any, *args: Any, **kwargs: Any) -> FinalResponse:  # type: ignore[override]
-        """What http.client builds the response with: one that knows the trace."""
-        return FinalResponse(sock, self._trace, *args, **kwargs)
-
-    def connect(self) -> None:
-        sock = self._trace.sock = self._new_conn()
-        self._trace.stamps = None
+    def connect(self) -> tuple[socket.socket, Recv]:
+        """The connected socket (TLS on it for https; the trace closes it) and how to read
+        from it: for plain http with the kernel's receive times, where it gives them."""
+        trace = self._trace
+        sock = trace.sock = self._new_conn()
+        trace.stamps = None
         if self._ssl_context is not None:
-            sock = self._trace.sock = self._handshake(sock, self._ssl_context)
-        else:
-            watched = kernel_clock.watch(sock)
-            if watched is not None:
-                sock, self._trace.stamps = watched
-        self.sock = sock
+            tls = trace.sock = self._handshake(sock, self._ssl_context)
+            return tls, tls.recv
+        stamps = trace.stamps = kernel_clock.watch(sock)
+        return sock, (sock.recv if stamps is None else kernel_clock.stamped_recv(sock, stamps))
 
     def _addresses(self) -> list[Address]:
         endpoint, trace = self._endpoint, self._trace

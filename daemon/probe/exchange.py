@@ -1,32 +1,32 @@
 """One request and its answer: prepare it, send it, read the body, judge the answer.
 
-Requests prepares each request (URL parsing and IDNA, headers, basic auth); the I/O then goes
-straight through one fresh :class:`~daemon.probe.connection.TracedConnection`, not through
-requests' Session, adapter and pool machinery, which cost more CPU than the whole exchange with
-a fast server.
+Requests prepares each request (URL parsing and IDNA, headers, basic auth), once per target:
+the request's bytes are kept with the prepared hop. The I/O then goes straight through one
+fresh :class:`~daemon.probe.connection.TracedConnection` and :mod:`daemon.probe.http1`, not
+through requests' Session, adapter and pool machinery nor urllib3 and http.client, which cost
+more CPU than the whole exchange with a fast server.
 """
 
 from __future__ import annotations
 
-import socket
 import ssl
+import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from urllib3.response import BaseHTTPResponse
 
 from daemon import __version__
 from daemon.model import ErrorKind, Target
+from daemon.probe import http1
 from daemon.probe.checks import BodyScan
 from daemon.probe.classify import ProbeFailure, readable
 from daemon.probe.connection import Addresses, Endpoint, Trace, TracedConnection
 from daemon.redact import Shown
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-_CHUNK = 64 * 1024
 USER_AGENT = f"upcheck/{__version__}"
 _HEADERS = MappingProxyType(
     {
@@ -43,14 +43,23 @@ Origin = tuple[str, str, int | None]
 
 @dataclass(frozen=True, slots=True)
 class Hop:
-    """One request, prepared by requests (URL, headers, auth) and taken apart for urllib3."""
+    """One request, prepared by requests (URL, headers, auth), as the bytes to send."""
 
     url: str
     origin: Origin  # where credentials may be sent
     endpoint: Endpoint
-    path: str  # the request target: path and query
-    headers: dict[str, str]
-    body: bytes | None = None
+    method: str
+    request: bytes  # the request line, header fields and body
+
+
+@dataclass(slots=True)
+class Answer:
+    """The final answer's head, and the reader its body comes from."""
+
+    status: int
+    headers: http1.Headers
+    reader: http1.Reader
+    answered_at: float  # perf_counter when its first status line (an interim one's too) was in
 
 
 @dataclass(slots=True)
@@ -124,72 +133,66 @@ def prepare(
     https = parts.scheme == "https"
     host = parts.hostname or ""
     port = parts.port or (443 if https else 80)
+    head = http1.request_head(
+        method, request.path_url, http1.host_value(host, port, https), headers, body
+    )
     return Hop(
         url=prepared,
         origin=origin(url),
         endpoint=Endpoint(host, port, https, addresses.literal(host, port)),
-        path=request.path_url,
-        headers=headers,
-        body=body,
+        method=method,
+        request=head if body is None else head + body,
     )
 
 
 def send(
     hop: Hop,
-    method: str,
     trace: Trace,
     outcome: Outcome,
     ssl_context: ssl.SSLContext | None,
     socket_timeout: float | None,
-) -> tuple[BaseHTTPResponse, float]:
-    """Connect, send the request and read the final response's head; when the answer's
-    first line was read (perf_counter, an interim 1xx's if any) comes back with it, and the
-    processing phase is added to ``outcome``."""
-    conn = trace.conn = TracedConnection(hop.endpoint, socket_timeout, trace, ssl_context)
-    conn.connect()
-    if hop.body is not None:
-        # The body follows the headers in a second write; Nagle would hold it until the
-        # headers are acknowledged, which a server's delayed ACK can put off for 40 ms.
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    conn.request(method, hop.path, body=hop.body, headers=hop.headers, preload_content=False)
-    response = conn.getresponse()
-    bound = trace.answered_at - trace.connected_at
+) -> Answer:
+    """Connect, send the request and read the final answer's head; the processing phase is
+    added to ``outcome``."""
+    sock, recv = TracedConnection(hop.endpoint, socket_timeout, trace, ssl_context).connect()
+    # One write, body included: a request fits the socket's buffer, so one send() usually
+    # takes it all, and nothing waits for Nagle (no second write behind unacked data).
+    sent = sock.send(hop.request)
+    if sent < len(hop.request):
+        sock.sendall(memoryview(hop.request)[sent:])
+    if trace.stamps is not None:
+        trace.stamps.sent = time.time()
+    reader = http1.Reader(recv)
+    status, headers, answered_at = http1.final_head(reader)
+    trace.answered_at = answered_at
+    bound = answered_at - trace.connected_at
     kernel = trace.stamps.processing(bound) if trace.stamps is not None else None
     outcome.processing += bound if kernel is None else kernel
-    outcome.status_code = response.status
-    return response, trace.answered_at
+    outcome.status_code = status
+    return Answer(status, headers, reader, answered_at)
 
 
-def read_body(target: Target, method: str, response: BaseHTTPResponse, outcome: Outcome) -> None:
-    """Read the body (at most :data:`MAX_BODY_BYTES`), feeding it to the target's body checks
-    (if it has any) as it streams past, then close the response."""
+def read_body(target: Target, method: str, answer: Answer, outcome: Outcome) -> None:
+    """Read the body (at most :data:`MAX_BODY_BYTES` once decoded), feeding it to the
+    target's body checks (if it has any) as it streams past."""
+    headers = answer.headers
     if method == "HEAD":
-        declared = response.headers.get("Content-Length", "")
+        declared = headers.get("Content-Length") or ""
         # ASCII digits only: str.isdigit() takes "²", which int() refuses.
         number = declared.isascii() and declared.isdigit()
         outcome.content_length = int(declared) if number else -1
-        response.close()
         return
-    scan = BodyScan(target, response.headers.get("Content-Type")) if target.reads_body else None
+    scan = BodyScan(target, headers.get("Content-Type")) if target.reads_body else None
+    coding = headers.get("Content-Encoding")
+    decoder = http1.Decoder.of(coding, MAX_BODY_BYTES) if coding else None
     size = 0
-    # Without a Content-Encoding there is nothing to decode: urllib3 then hands each read
-    # straight through instead of via its decoded-data buffer, and once a declared length
-    # has all arrived there is no need for one more read to learn that the body ended.
-    decode = "Content-Encoding" in response.headers
-    try:
-        while True:
-            chunk = response.read(_CHUNK, decode_content=decode)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise ProbeFailure("too_large", f"body larger than {MAX_BODY_BYTES // 2**20} MiB")
-            if scan is not None:
-                scan.feed(chunk)
-            if not decode and getattr(response, "length_remaining", None) == 0:
-                break
-    finally:
-        response.close()
+    for data in http1.body(answer.reader, answer.status, headers):
+        chunk = data if decoder is None else decoder.feed(data)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ProbeFailure("too_large", f"body larger than {MAX_BODY_BYTES // 2**20} MiB")
+        if scan is not None:
+            scan.feed(chunk)
     outcome.content_length = size
     outcome.scan = scan
 

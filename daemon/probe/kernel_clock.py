@@ -4,8 +4,8 @@
 ``SCM_TIMESTAMPNS`` message), and ``TCP_INFO``'s ``tcpi_rtt`` holds the handshake's round trip
 right after connect. Timed this way, a probe whose greenlet waits behind others on a busy event
 loop is not charged for the wait. The interface is small: :func:`watch` a connected socket,
-read its :class:`Stamps`, and :func:`handshake_rtt`. Where the kernel offers none of it, the
-probe falls back to user-space clocks.
+read from it with :func:`stamped_recv`, read its :class:`Stamps`, and :func:`handshake_rtt`.
+Where the kernel offers none of it, the probe falls back to user-space clocks.
 
 What the kernel's stamps can and cannot say (Linux 6.18, measured on loopback):
 
@@ -25,13 +25,11 @@ What the kernel's stamps can and cannot say (Linux 6.18, measured on loopback):
 
 from __future__ import annotations
 
-import io
 import socket
 import struct
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 AVAILABLE = sys.platform == "linux"
 _SO_TIMESTAMPNS = 35
@@ -69,91 +67,38 @@ class Stamps:
         return min(max(self.last - self.first, 0.0), bound)
 
 
-class _StampedReader(io.RawIOBase):
-    """The response side of :class:`_StampedSocket`: ``recvmsg_into`` with the timestamp."""
-
-    def __init__(self, owner: _StampedSocket, sock: socket.socket, stamps: Stamps) -> None:
-        super().__init__()
-        self._owner = owner
-        self._sock = sock
-        self._stamps = stamps
-
-    def close(self) -> None:
-        if not self.closed:
-            self._owner.reader_closed()
-        super().close()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        size, ancillary, _flags, _address = self._sock.recvmsg_into([buffer], _ANCILLARY)
-        if not size:
-            return 0  # the end of the stream: no data, no stamp
-        at: float | None = None
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
-                seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-                at = seconds + nanoseconds * 1e-9
-        stamps = self._stamps
-        if not stamps.reads:
-            stamps.first = at
-        stamps.reads += 1
-        stamps.last = at
-        return int(size)
-
-
-class _StampedSocket:
-    """A plain TCP socket as http.client sees it, noting the kernel's times (see Stamps).
-
-    Like ``socket.makefile``, closing it while a response is still being read defers the real
-    close until that reader is closed too (http.client closes a ``Connection: close``
-    connection as soon as the headers are in, and reads the body afterwards).
-    """
-
-    def __init__(self, sock: socket.socket, stamps: Stamps) -> None:
-        self._sock = sock
-        self._stamps = stamps
-        self._readers = 0
-        self._closed = False
-
-    def close(self) -> None:
-        self._closed = True
-        if self._readers == 0:
-            self._sock.close()
-
-    def reader_closed(self) -> None:
-        self._readers -= 1
-        if self._closed and self._readers == 0:
-            self._sock.close()
-
-    def sendall(self, data: Any, *args: Any) -> None:
-        # A request fits the socket's buffer: one send() usually takes it all, without
-        # gevent's sendall machinery (a getsockopt for the buffer size on every call).
-        sent = self._sock.send(data, *args)
-        if sent < len(data):
-            self._sock.sendall(memoryview(data)[sent:], *args)
-        self._stamps.sent = time.time()
-
-    def makefile(self, *args: Any, **kwargs: Any) -> io.BufferedReader:
-        self._readers += 1
-        return io.BufferedReader(_StampedReader(self, self._sock, self._stamps))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def watch(sock: socket.socket) -> tuple[socket.socket, Stamps] | None:
-    """``sock`` wrapped so that the kernel's send and receive times land in the returned
-    :class:`Stamps`; None where the kernel does not stamp (use user-space clocks)."""
+def watch(sock: socket.socket) -> Stamps | None:
+    """Ask the kernel to stamp what ``sock`` receives; the :class:`Stamps` to fill, or None
+    where the kernel does not stamp (use user-space clocks)."""
     if not AVAILABLE:
         return None
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
     except OSError:
         return None
-    stamps = Stamps()
-    return _StampedSocket(sock, stamps), stamps  # type: ignore[return-value]
+    return Stamps()
+
+
+def stamped_recv(sock: socket.socket, stamps: Stamps) -> Callable[[int], bytes]:
+    """``sock.recv``, noting each read's kernel receive time in ``stamps`` (see there). The
+    request's send time is the sender's to note, in ``stamps.sent``."""
+
+    def recv(size: int) -> bytes:
+        data, ancillary, _flags, _address = sock.recvmsg(size, _ANCILLARY)
+        if not data:
+            return data  # the end of the stream: no data, no stamp
+        at: float | None = None
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                at = seconds + nanoseconds * 1e-9
+        if not stamps.reads:
+            stamps.first = at
+        stamps.reads += 1
+        stamps.last = at
+        return data
+
+    return recv
 
 
 def handshake_rtt(sock: socket.socket) -> float | None:

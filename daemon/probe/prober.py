@@ -207,10 +207,9 @@ class Prober:
                 if hop.endpoint.https
                 else None
             )
-            response, answered_at = send(hop, method, trace, outcome, context, socket_timeout)
-            location = response.headers.get("Location")
-            if response.status in _REDIRECT_CODES and location:
-                response.close()
+            answer = send(hop, trace, outcome, context, socket_timeout)
+            location = answer.headers.get("Location")
+            if answer.status in _REDIRECT_CODES and location:
                 trace.close()
                 if outcome.redirects >= MAX_REDIRECTS:
                     raise ProbeFailure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
@@ -220,14 +219,16 @@ class Prober:
                     raise ProbeFailure(
                         "protocol", f"redirect to a non-HTTP location {redact_url(next_url)!r}"
                     )
-                method = redirected_method(response.status, method)
+                method = redirected_method(answer.status, method)
                 hop = self._next_hop(target, method, next_url)
                 continue
-            read_body(target, method, response, outcome)
+            read_body(target, method, answer, outcome)
             bound = time.perf_counter() - trace.connected_at
             kernel = trace.stamps.transfer(bound) if trace.stamps is not None else None
-            outcome.transfer = time.perf_counter() - answered_at if kernel is None else kernel
-            evaluate(target, response.status, outcome)
+            outcome.transfer = (
+                time.perf_counter() - answer.answered_at if kernel is None else kernel
+            )
+            evaluate(target, answer.status, outcome)
             outcome.complete = True
             return
 
