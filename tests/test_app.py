@@ -259,3 +259,27 @@ def test_certificate_expiry_is_exported_for_https(store, exposition):
 
 def _fields(r: ProbeResult) -> dict:
     return {name: getattr(r, name) for name in ProbeResult.__slots__}
+
+
+def test_probe_counts_read_as_prometheus_histogram_counter_and_gauge():
+    telemetry = Telemetry()
+    for lateness in (-0.5, 0.005, 0.0051, 1.0, 99.0):  # early, on a bound, past one, past all
+        telemetry.probe_started(lateness)
+    telemetry.probe_finished("success")
+    telemetry.probe_finished("dns")
+    telemetry.probe_finished("success")
+    telemetry.probe_abandoned()
+
+    def value(name: str, **labels: str) -> float | None:
+        return telemetry.registry.get_sample_value(name, labels)
+
+    bucket = "upcheck_probe_lateness_seconds_bucket"
+    assert value(bucket, le="0.005") == 2  # the early one counts as 0, "le" includes the bound
+    assert value(bucket, le="0.01") == 3
+    assert value(bucket, le="1.0") == 4
+    assert value(bucket, le="60.0") == 4
+    assert value(bucket, le="+Inf") == value("upcheck_probe_lateness_seconds_count") == 5
+    assert value("upcheck_probe_lateness_seconds_sum") == pytest.approx(0.005 + 0.0051 + 1 + 99)
+    assert value("upcheck_probes_total", result="success") == 2
+    assert value("upcheck_probes_total", result="dns") == 1
+    assert value("upcheck_probes_in_flight") == 1  # five started, three finished, one abandoned
