@@ -7,7 +7,6 @@ through :func:`readable`: one line, credentials masked.
 
 from __future__ import annotations
 
-import http.client
 import ssl
 
 from daemon.model import ErrorKind
@@ -76,22 +75,16 @@ def handshake_failure(host: str, exc: BaseException) -> ProbeFailure | None:
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
-    """The kind and message of an exception no transport layer classified: the innermost
-    useful message of a requests/urllib3/http.client chain, as ``protocol``."""
+    """The kind and message of an exception no transport layer classified (a reset, a TLS
+    error in the middle of the answer): its innermost useful message, as ``protocol``."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, ProbeFailure):
             return current.kind, current.message
-        # RemoteDisconnected is a ConnectionResetError too, but it means a clean close (a FIN)
-        # before a byte of the answer; a real reset (RST) is ECONNRESET from the socket.
-        if isinstance(current, http.client.RemoteDisconnected):
-            return "protocol", "the server closed the connection without answering"
         if isinstance(current, ConnectionResetError):
             return "protocol", "connection reset by peer"
-        if isinstance(current, http.client.BadStatusLine):
-            return "protocol", f"not an HTTP response: {str(current)[:80]!r}"
         args = getattr(current, "args", ())
         nested = next((a for a in args if isinstance(a, BaseException)), None)
         if nested is None:

@@ -1,11 +1,12 @@
 """One fresh connection for one hop: resolve, the block list, connect, TLS, all timed.
 
-An urllib3 connection that resolves names itself (timed, checked against the link-local block
-list before any packet is sent; an IP literal is used as is, with no resolver call), times
-connect and TLS separately with the one SSL context built at start, reads the leaf
-certificate's expiry, and closes its socket when the deadline strikes in the middle of connect
-or handshake. When this process itself runs out of file descriptors, socket buffers or memory
-on the way, the probe has no verdict on the target: it raises :class:`~daemon.model.NoVerdict`.
+A connection that resolves names itself (timed, checked against the link-local block list
+before any packet is sent; an IP literal is used as is, with no resolver call), times connect
+and TLS separately with the one SSL context built at start, and reads the leaf certificate's
+expiry; the probe's :class:`Trace` closes its socket whenever the probe ends, the deadline
+striking in the middle of connect or handshake included. When this process itself runs out
+of file descriptors, socket buffers or memory on the way, the probe has no verdict on the
+target: it raises :class:`~daemon.model.NoVerdict`.
 """
 
 from __future__ import annotations
