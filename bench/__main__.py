@@ -302,6 +302,12 @@ def table(results: dict[str, Any]) -> str:
         ("50k / 60 s, scraped: probes started over 1 s late", "scale-50k", "late_over_1s", 0),
         ("50k / 60 s, scraped: CPU share of one core", "scale-50k", "cpu_share", 2),
         ("50k / 60 s, scraped: whole machine busy, cores", "scale-50k", "machine_busy_cores", 2),
+        (
+            "50k / 60 s, scraped: the daemon's core busy with anything else, share",
+            "scale-50k",
+            "prober_core_others_share",
+            2,
+        ),
         ("50k: /metrics gzip scrapes in the window", "scale-50k", "scrapes", 0),
         ("50k: /metrics gzip, slowest s", "scale-50k", "metrics_s_max", 3),
         ("50k: /metrics gzip, median s", "scale-50k", "metrics_s_median", 3),

@@ -312,7 +312,13 @@ def _scraped_window(env: Env, pid: int, port: int, seconds: float) -> dict[str, 
     elapsed = last["at"] - first["at"]
     figures["window_measured_s"] = elapsed
     figures["cpu_share"] = (last["cpu_s"] - first["cpu_s"]) / elapsed
-    figures["machine_busy_cores"] = (last["busy_s"] - first["busy_s"]) / elapsed
+    busy = {cpu: last["busy_s"][cpu] - first["busy_s"][cpu] for cpu in first["busy_s"]}
+    figures["machine_busy_cores"] = busy["cpu"] / elapsed
+    if env.prober_cpu is not None:
+        # The daemon's core busy with anything else (other work on a shared machine, and the
+        # kernel's network work, which is not charged to a process): what the daemon lost.
+        others = busy[f"cpu{env.prober_cpu}"] - (last["cpu_s"] - first["cpu_s"])
+        figures["prober_core_others_share"] = others / elapsed
     prefixes = ("upcheck_",)
     before = metrics.parse("\n".join(first["lines"]), prefixes)
     after = metrics.parse("\n".join(last["lines"]), prefixes)

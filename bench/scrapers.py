@@ -11,7 +11,8 @@ the whole run a time limit.
 
 The window is bounded by scraper A's first scrape (at 0 s) and its last (at SECONDS): from
 each it keeps the lines of ``upcheck_probe_lateness_seconds`` and ``upcheck_probes_total``,
-and the daemon's CPU time (``/proc/PID/stat``) and the machine's busy time when it arrived,
+and the daemon's CPU time (``/proc/PID/stat``) and the machine's busy time, per CPU, when it
+arrived,
 so the figures cover exactly this load and nothing the bench does around it.
 Usage: scrapers.py PORT PID SECONDS
 Prints one JSON line: every request (schedule, tick, seconds, status, bytes) and the two ends.
@@ -49,10 +50,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def machine_busy_seconds() -> float:
+def busy_seconds() -> dict[str, float]:
+    """CPU seconds spent busy so far (anything but idle and iowait), by every process: the
+    whole machine's (``cpu``) and each CPU's (``cpu0``, ``cpu1``...)."""
+    busy = {}
     with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+        for line in stat:
+            if not line.startswith("cpu"):
+                break
+            name, *rest = line.split()
+            fields = [int(x) for x in rest]
+            busy[name] = (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+    return busy
 
 
 def get(port: int, path: str, timeout: float) -> tuple[int, bytes, int, float]:
@@ -96,7 +105,7 @@ def main() -> None:
             sent = time.monotonic() - start
             status, body, wire, took = get(port, path, min(timeout, left))
             arrived = time.monotonic() - start
-            cpu, busy = cpu_seconds(pid), machine_busy_seconds()
+            cpu, busy = cpu_seconds(pid), busy_seconds()
             if path == "/metrics" and status == 200 and not body.startswith(b"# HELP"):
                 status = 0  # not an exposition: counted as failed
             record = {
