@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import shutil
@@ -212,72 +211,119 @@ def members(env: Env, checkout: Path, counts: tuple[int, ...] = (1, 2, 3)) -> di
 # -- scale: memory, lateness, /metrics -------------------------------------------------------
 
 
-def scale(env: Env, checkout: Path, targets: int, interval: float) -> dict[str, float]:
-    """``targets`` URLs at ``interval``: peak RSS, lateness after the first pass, /metrics."""
+def scale(env: Env, checkout: Path, targets: int, interval: float) -> dict[str, Any]:
+    """``targets`` URLs at ``interval``: peak RSS, and lateness over a window after the first
+    pass. At 50k the window is the load of issue #17's bar (:func:`_scraped_window`); below, it
+    is quiet."""
     csv = env.workdir / f"scale-{targets}.csv"
     write_csv(csv, [f"http://127.0.0.1:{env.nginx_port}/s/{i},s{i}," for i in range(targets)])
     started = time.monotonic()
     proc, port = env.procs.upcheck(checkout, csv, env.prober_cpu, interval, 500)
-    figures: dict[str, float] = {"targets": targets, "interval_s": interval}
+    figures: dict[str, Any] = {"targets": targets, "interval_s": interval}
     try:
         figures["load_s"] = time.monotonic() - started
         # The first pass: every target gets its first result (bounded).
         first_pass = interval * (0.7 if env.quick and targets >= 50_000 else 1.0)
         wanted = targets * (0.65 if env.quick and targets >= 50_000 else 0.98)
         wait_until(lambda: probes_done(port) >= wanted, first_pass + 120, "first pass", every=2)
-        timed: list[tuple[float, int]] = []
-        before = scrape(port, timed=timed)  # the first: every target's lines rendered anew
         measure = interval / 2 if env.quick else interval
-        cpu0, busy0 = cpu_seconds(proc.pid), machine_busy_seconds()
-        time.sleep(measure)
-        cpu1, busy1 = cpu_seconds(proc.pid), machine_busy_seconds()
-        after = scrape(port, timed=timed)  # a whole interval later: every result is new
-        late = metrics.delta(
-            metrics.buckets(after, "upcheck_probe_lateness_seconds"),
-            metrics.buckets(before, "upcheck_probe_lateness_seconds"),
-        )
-        figures["cpu_share"] = (cpu1 - cpu0) / measure
-        figures["machine_busy_cores"] = (busy1 - busy0) / measure
-        figures["lateness_p50_s"] = metrics.quantile(0.5, late)
-        figures["lateness_p99_s"] = metrics.quantile(0.99, late)
-        figures["lateness_samples"] = late[-1][1] if late else 0
-        ok = metrics.total(after, "upcheck_probes_total", result="success")
-        figures["success_ratio"] = ok / max(metrics.total(after, "upcheck_probes_total"), 1)
-        figures["results"] = {  # type: ignore[assignment]
-            lab["result"]: v for n, lab, v in after if n == "upcheck_probes_total"
-        }
         if targets >= 50_000:
-            figures["metrics_first_s"] = timed[0][0]
-            figures["metrics_after_interval_s"] = timed[1][0]
-            figures.update(_metrics_endpoint(port, 8.0 if env.quick else 15.0))
-            figures["metrics_s_max"] = max(figures["metrics_s_max"], timed[0][0], timed[1][0])
+            figures.update(_scraped_window(env, proc.pid, port, measure))
+        else:
+            before = scrape(port)
+            cpu0, busy0 = cpu_seconds(proc.pid), machine_busy_seconds()
+            time.sleep(measure)
+            cpu1, busy1 = cpu_seconds(proc.pid), machine_busy_seconds()
+            after = scrape(port)
+            figures["cpu_share"] = (cpu1 - cpu0) / measure
+            figures["machine_busy_cores"] = (busy1 - busy0) / measure
+            figures.update(_lateness(before, after))
         figures["peak_rss_mib"] = peak_rss_mib(proc.pid)
     finally:
         env.procs.stop(proc)
     return figures
 
 
-def _metrics_endpoint(port: int, every: float) -> dict[str, float]:
-    """Scrapes ``every`` seconds apart (as Prometheus would) while probing goes on."""
-    plain: list[float] = []
-    size = size_gz = 0
-    gz = 0.0
-    for _ in range(3):
-        time.sleep(every)
-        _, body, seconds = http_get(port, "/metrics", timeout=60)
-        plain.append(seconds)
-        size = len(body)
-    time.sleep(every)
-    _, body_gz, gz = http_get(port, "/metrics", timeout=60, headers={"Accept-Encoding": "gzip"})
-    size_gz = len(body_gz)
-    assert gzip.decompress(body_gz).startswith(b"# HELP")
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def _lateness(before: Samples, after: Samples) -> dict[str, Any]:
+    """Lateness p50/p99, the probes counted and those over 1 s late, between two scrapes;
+    the probes' results so far at the second."""
+    late = metrics.delta(
+        metrics.buckets(after, "upcheck_probe_lateness_seconds"),
+        metrics.buckets(before, "upcheck_probe_lateness_seconds"),
+    )
+    on_time = dict(late).get(1.0, 0.0)
+    ok = metrics.total(after, "upcheck_probes_total", result="success")
     return {
-        "metrics_s_max": max(plain),
-        "metrics_s_median": sorted(plain)[1],
-        "metrics_gzip_s_max": gz,
-        "metrics_mib": size / 2**20,
-        "metrics_gzip_mib": size_gz / 2**20,
+        "lateness_p50_s": metrics.quantile(0.5, late),
+        "lateness_p99_s": metrics.quantile(0.99, late),
+        "lateness_samples": late[-1][1] if late else 0,
+        "late_over_1s": (late[-1][1] - on_time) if late else 0,
+        "success_ratio": ok / max(metrics.total(after, "upcheck_probes_total"), 1),
+        "results": {lab["result"]: v for n, lab, v in after if n == "upcheck_probes_total"},
     }
+
+
+SETTLE = 5.0  # seconds between the bench's last scrape and the window
+
+
+def _scraped_window(env: Env, pid: int, port: int, seconds: float) -> dict[str, Any]:
+    """Issue #17's load for ``seconds``, from ``bench/scrapers.py`` on the other CPU: two
+    scrapers of ``/metrics`` (gzip) every 15 s, at 0 s and 7 s, and ``GET /`` every 30 s, at
+    11 s. The window runs from scraper A's first scrape to its last, at ``seconds``: lateness
+    and CPU are read from those two, so nothing but this load falls in it (the bench's own
+    scrapes polling the first pass end :data:`SETTLE` seconds before it starts)."""
+    time.sleep(SETTLE)
+    limit = seconds + 60
+    run = subprocess.run(
+        [*pin(env.other_cpu), sys.executable, str(HERE / "scrapers.py"), str(port), str(pid),
+         f"{seconds:g}"],
+        check=False, capture_output=True, timeout=limit,
+    )  # fmt: skip
+    if run.returncode != 0:
+        raise RuntimeError(f"scrapers failed: {run.stderr.decode()[-2000:]}")
+    report = json.loads(run.stdout)
+    requests = report["requests"]
+    scrapes = [r for r in requests if r["who"].startswith("scraper")]
+    pages = [r for r in requests if r["who"] == "page"]
+    scrape_s = sorted(r["seconds"] for r in scrapes if r["status"] == 200)
+    page_s = sorted(r["seconds"] for r in pages if r["status"] == 200)
+    figures: dict[str, Any] = {
+        "window_s": seconds,
+        "scrapes": len(scrapes),
+        "scrapes_failed": sum(r["status"] != 200 for r in scrapes),
+        "metrics_s_max": scrape_s[-1] if scrape_s else math.nan,
+        "metrics_s_median": metrics.percentile(scrape_s, 0.5),
+        "metrics_mib": max((r["bytes"] for r in scrapes), default=0) / 2**20,
+        "metrics_gzip_mib": max((r["bytes_sent"] for r in scrapes), default=0) / 2**20,
+        "page_fetches": len(pages),
+        "page_failed": sum(r["status"] != 200 for r in pages),
+        "page_s_max": page_s[-1] if page_s else math.nan,
+        "page_mib": max((r["bytes"] for r in pages), default=0) / 2**20,
+        "requests_failed": sum(r["status"] != 200 for r in requests),
+        "requests": requests,
+    }
+    first, last = report.get("first"), report.get("last")
+    if first is None or last is None:  # a bounding scrape failed: no window to read
+        figures.update({"lateness_p50_s": math.nan, "lateness_p99_s": math.nan})
+        return figures
+    elapsed = last["at"] - first["at"]
+    figures["window_measured_s"] = elapsed
+    figures["cpu_share"] = (last["cpu_s"] - first["cpu_s"]) / elapsed
+    busy = {cpu: last["busy_s"][cpu] - first["busy_s"][cpu] for cpu in first["busy_s"]}
+    figures["machine_busy_cores"] = busy["cpu"] / elapsed
+    if env.prober_cpu is not None:
+        # The daemon's core busy with anything else (other work on a shared machine, and the
+        # kernel's network work, which is not charged to a process): what the daemon lost.
+        others = busy[f"cpu{env.prober_cpu}"] - (last["cpu_s"] - first["cpu_s"])
+        figures["prober_core_others_share"] = others / elapsed
+    prefixes = ("upcheck_",)
+    before = metrics.parse("\n".join(first["lines"]), prefixes)
+    after = metrics.parse("\n".join(last["lines"]), prefixes)
+    figures.update(_lateness(before, after))
+    return figures
 
 
 # -- timing fidelity under load --------------------------------------------------------------
