@@ -391,8 +391,19 @@ def test_a_chunked_body_is_unchunked_with_extensions_and_trailers(servers, probe
         (b"5\r\nhel", "the body ended in the middle of a chunk"),
         (b"5\r\nhello\r\n", "the body ended before its last chunk"),
         (b"3\r\nhello\r\n0\r\n\r\n", "a chunk is longer than its size line says"),
+        (b"0x5\r\nhello\r\n0\r\n\r\n", "bad chunk size line"),
+        (b"+5\r\nhello\r\n0\r\n\r\n", "bad chunk size line"),
+        (b"5\r\nhello", "the body ended before its last chunk"),
     ],
-    ids=["not-hex", "cut-in-a-chunk", "no-last-chunk", "chunk-too-long"],
+    ids=[
+        "not-hex",
+        "cut-in-a-chunk",
+        "no-last-chunk",
+        "chunk-too-long",
+        "hex-prefix",
+        "plus-sign",
+        "cut-after-a-chunk",
+    ],
 )
 def test_broken_chunked_framing_fails_as_protocol(servers, prober, chunks, fragment):
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
@@ -467,6 +478,32 @@ def test_a_gzip_body_of_several_members_is_decoded_whole(servers, prober):
     port = servers.raw(answers(raw))
     wanted = re.compile("^first half, second half$")
     result = probe(prober, f"http://127.0.0.1:{port}/", body_regex=wanted)
+    assert result.up, result.error
+
+
+def test_bytes_after_the_end_of_a_gzip_body_are_ignored_as_browsers_do(servers, prober):
+    import gzip
+
+    data = gzip.compress(b"the shop is open") + b"\r\n\x00junk"
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + data
+    port = servers.raw(answers(raw))
+    result = probe(prober, f"http://127.0.0.1:{port}/", body_contains="shop is open")
+    assert result.up, result.error
+    assert result.content_length == len(b"the shop is open")
+
+
+def test_a_deflate_body_whose_first_chunk_is_one_byte_is_decoded(servers, prober):
+    import zlib
+
+    data = zlib.compress(b"the shop is open")
+    chunks = b"1\r\n" + data[:1] + b"\r\n" + b"%x\r\n" % (len(data) - 1) + data[1:] + b"\r\n"
+    raw = (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    port = servers.raw(answers(raw))
+    result = probe(prober, f"http://127.0.0.1:{port}/", body_contains="shop is open")
     assert result.up, result.error
 
 

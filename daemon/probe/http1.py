@@ -33,6 +33,8 @@ _NO_BODY_STATUS = frozenset((204, 304))
 # What may not appear in a request line's target or a Host value: controls, space, DEL.
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 _CODINGS = frozenset(("gzip", "x-gzip", "deflate"))
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")  # up to 2**60 - 1: anything more is no size
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class Reader:
@@ -252,15 +254,12 @@ def _until_close(reader: Reader) -> Iterator[bytes]:
 def _chunked(reader: Reader) -> Iterator[bytes]:
     while True:
         line = reader.line("chunk size line")
+        if not line:
+            raise ProbeFailure("protocol", "the body ended before its last chunk")
         size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16) if size_text.isalnum() else -1
-        except ValueError:
-            size = -1
-        if size < 0:
-            if not line:
-                raise ProbeFailure("protocol", "the body ended before its last chunk")
+        if not _CHUNK_SIZE.fullmatch(size_text):
             raise ProbeFailure("protocol", f"bad chunk size line: {line[:40]!r}")
+        size = int(size_text, 16)
         if size == 0:
             for _ in range(MAX_HEADERS + 1):  # the trailer fields, then the blank line
                 if reader.line("trailer line") in (b"\r\n", b"\n", b""):
@@ -273,7 +272,10 @@ def _chunked(reader: Reader) -> Iterator[bytes]:
                 raise ProbeFailure("protocol", "the body ended in the middle of a chunk")
             left -= len(data)
             yield data
-        if reader.line("chunk end") not in (b"\r\n", b"\n"):
+        end = reader.line("chunk end")
+        if not end:
+            raise ProbeFailure("protocol", "the body ended before its last chunk")
+        if end not in (b"\r\n", b"\n"):
             raise ProbeFailure("protocol", "a chunk is longer than its size line says")
 
 
@@ -282,13 +284,14 @@ class Decoder:
     most ``limit`` bytes in all: a small compressed body that would expand past the limit is
     stopped there, not inflated in memory first."""
 
-    __slots__ = ("_codings", "_limit", "_steps")
+    __slots__ = ("_codings", "_early", "_limit", "_steps")
 
     def __init__(self, content_encoding: str, limit: int) -> None:
         listed = [c.strip().lower() for c in content_encoding.split(",")]
         # Applied in the order listed, so undone from the last.
         self._codings = [c for c in reversed(listed) if c and c != "identity"]
         self._steps: list[zlib._Decompress | None] = [None] * len(self._codings)
+        self._early = [b""] * len(self._codings)  # a first byte, before the decoder is chosen
         self._limit = limit
 
     @classmethod
@@ -309,13 +312,15 @@ class Decoder:
     def _undo(self, index: int, coding: str, data: bytes) -> bytes:
         step = self._steps[index]
         if step is None:
-            if coding == "deflate" and data:
-                # "deflate" is zlib-wrapped by the standard, raw by some servers: the first
-                # byte tells them apart (a zlib header's low nibble is 8, deflate's method).
-                raw = (data[0] & 0x0F) != 8
-                step = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
-            elif coding == "deflate":
-                return data
+            if coding == "deflate":
+                data = self._early[index] + data
+                if len(data) < 2:  # one byte so far: not enough to tell
+                    self._early[index] = data
+                    return b""
+                # "deflate" is zlib-wrapped by the standard, raw by some servers: a zlib
+                # header (method 8, a check over its two bytes) tells them apart.
+                wrapped = data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+                step = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
             else:
                 step = zlib.decompressobj(16 + zlib.MAX_WBITS)
             self._steps[index] = step
@@ -327,9 +332,13 @@ class Decoder:
                 out.append(piece)
                 room -= len(piece)
                 data = step.unconsumed_tail
-                if step.eof and step.unused_data and coding != "deflate":
-                    # Another gzip member follows: decoded as part of the same body.
-                    data = step.unused_data
+                if step.eof:
+                    # Another gzip member may follow, decoded as part of the same body;
+                    # anything else after the end of the stream is ignored, as browsers do.
+                    rest = step.unused_data
+                    if coding == "deflate" or not rest.startswith(_GZIP_MAGIC):
+                        break
+                    data = rest
                     step = self._steps[index] = zlib.decompressobj(16 + zlib.MAX_WBITS)
         except zlib.error as exc:
             raise ProbeFailure("protocol", f"the body is not valid {coding}: {exc}") from None
