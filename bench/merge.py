@@ -8,10 +8,12 @@ tree and each GITREF (a temporary git worktree), a fresh process (gevent patched
 frozen as the daemon freezes it after a load) runs the merging member's ``publish`` once on
 local files while a greenlet asks to wake every 10 ms: the longest gap between two of its
 wake-ups is the longest stretch the publish held the hub, which is what a probe falling due
-meanwhile would start late by. Also: the publish's wall time, how often the ticker ran during
-it, the parts' read and the files' writes (blocking disk I/O, the same as without sharding),
-the longest garbage collection, and the process's peak RSS. Every checkout merges the same
-parts at the same instant, so the combined file and page must come out with the same hashes.
+meanwhile would start late by; "writes aside" is the longest gap less the time spent inside
+it writing the part and the combined file and page (blocking disk I/O with fsync, the same as
+without sharding). Also: the publish's wall time and CPU, how often the ticker ran during it, the
+parts' read and the writes, the longest garbage collection, and the process's RSS before and
+at its peak (taken when the publish returns). Every checkout merges the same parts at the
+same instant, so the combined file and page must come out with the same hashes.
 """
 
 from __future__ import annotations
@@ -74,7 +76,18 @@ def write_parts(folder: Path, targets: int, members: int, now: float) -> dict[st
     return sizes
 
 
-def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> dict[str, Any]:
+def _peak_rss_mib() -> float:
+    """VmHWM: unlike ``ru_maxrss``, not carried over from the parent across exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def measure(
+    checkout: str, parts: str, work: str, merger: str, now: float, pause: str
+) -> dict[str, Any]:
     """In a process of its own: the merging member's publish, on ``checkout``'s code."""
     sys.path.insert(0, checkout)
     from gevent import monkey
@@ -83,7 +96,6 @@ def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> di
     import gc
     import hashlib
     import inspect
-    import resource
 
     import gevent
 
@@ -101,6 +113,7 @@ def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> di
             shutil.copy(Path(parts) / name, Path(file.parts_dir) / name)
 
     io: dict[str, float] = {}
+    writes: list[tuple[float, float]] = []  # when the blocking writes ran
 
     def timed(method: str) -> None:
         inner = getattr(file, method)
@@ -110,7 +123,10 @@ def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> di
             try:
                 return inner(*args, **kwargs)
             finally:
-                io[method] = io.get(method, 0.0) + time.perf_counter() - start
+                end = time.perf_counter()
+                io[method] = io.get(method, 0.0) + end - start
+                if method.startswith("write"):
+                    writes.append((start, end))
 
         setattr(file, method, call)
 
@@ -122,7 +138,10 @@ def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> di
 
     extra: dict[str, Any] = {}
     if "pause" in inspect.signature(SharedResults).parameters:
-        extra["pause"] = lambda: gevent.sleep(0)
+        from daemon import runtime
+
+        loop_turn = getattr(runtime, "yield_to_the_loop", None)
+        extra["pause"] = loop_turn if pause == "loop" and loop_turn else lambda: gevent.sleep(0)
     sink = SharedResults(file, lambda: merger, lambda: True, "bench", 60.0, lambda: now, **extra)
 
     collections: list[float] = []
@@ -146,7 +165,7 @@ def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> di
 
     gc.collect()
     gc.freeze()  # as the daemon does after a load: the long-lived heap is not walked again
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _peak_rss_mib()
     tick = gevent.spawn(ticker)
     gevent.sleep(0.05)
     gc.callbacks.append(on_gc)
@@ -157,22 +176,30 @@ def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> di
     gevent.sleep(0.05)
     stop = True
     tick.join()
-    during = [late for at, late in gaps if wall0 < at <= wall1 + TICK + 0.001]
-    after_publish = [late for at, late in gaps if at > wall1 + TICK + 0.001]
+    peak_rss = _peak_rss_mib()
+    # Every wake-up from the publish's start to the first one after it returned (its garbage
+    # is freed on the way out); and each gap less the time the writes took within it.
+    first_after = next((at for at, _ in gaps if at > wall1), wall1)
+    during = [(at, late) for at, late in gaps if wall0 < at <= first_after]
+    apart = [
+        late - sum(max(0.0, min(at, end) - max(at - TICK - late, start)) for start, end in writes)
+        for at, late in during
+    ]
     body = results.read_bytes()
     page = results.with_suffix(".html").read_bytes()
     document = json.loads(body)
     return {
         "publish_s": wall1 - wall0,
         "publish_cpu_s": cpu1 - cpu0,
-        "longest_stall_s": max(during + after_publish[:1], default=0.0),
+        "longest_stall_s": max((late for _, late in during), default=0.0),
+        "longest_stall_apart_s": max(apart, default=0.0),
         "wakeups_during": len(during),
         "read_parts_s": io.get("read_parts", 0.0),
         "write_part_s": io.get("write_part", 0.0),
         "write_document_s": io.get("write_document", 0.0),
         "longest_gc_s": max(collections, default=0.0),
         "collections": len(collections),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss,
         "rss_before_mib": rss_before,
         "targets_total": document["targets_total"],
         "file_mib": len(body) / 2**20,
@@ -185,11 +212,13 @@ def measure(checkout: str, parts: str, work: str, merger: str, now: float) -> di
     }
 
 
-def run(checkout: Path, parts: Path, work: Path, merger: str, now: float) -> dict[str, Any]:
+def run(
+    checkout: Path, parts: Path, work: Path, merger: str, now: float, pause: str
+) -> dict[str, Any]:
     work.mkdir()
     out = subprocess.run(
         [sys.executable, "-m", "bench.merge", "--measure", str(checkout), str(parts), str(work),
-         merger, repr(now)],
+         merger, repr(now), pause],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     if out.returncode != 0:
@@ -201,6 +230,7 @@ def run(checkout: Path, parts: Path, work: Path, merger: str, now: float) -> dic
 
 COLUMNS = (
     ("longest_stall_s", "longest stall s", "{:.3f}"),
+    ("longest_stall_apart_s", "writes aside s", "{:.3f}"),
     ("publish_s", "publish s", "{:.2f}"),
     ("publish_cpu_s", "cpu s", "{:.2f}"),
     ("wakeups_during", "ticks", "{}"),
@@ -208,6 +238,7 @@ COLUMNS = (
     ("write_part_s", "write part s", "{:.3f}"),
     ("write_document_s", "write file+page s", "{:.3f}"),
     ("longest_gc_s", "longest gc s", "{:.3f}"),
+    ("rss_before_mib", "RSS before MiB", "{:.0f}"),
     ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ("document_sha", "document", "{}"),
     ("page_sha", "page", "{}"),
@@ -220,11 +251,18 @@ def main() -> int:
     parser.add_argument("--targets", type=int, default=50_000)
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per checkout")
-    parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pause",
+        choices=("loop", "callback"),
+        default="loop",
+        help="how a paced merge pauses: as the daemon wires it (a turn of the event loop), or "
+        "with gevent.sleep(0) as the other paced builders do (default: loop)",
+    )
+    parser.add_argument("--measure", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        checkout, parts, work, merger, now = args.measure
-        print(json.dumps(measure(checkout, parts, work, merger, float(now))))
+        checkout, parts, work, merger, now, pause = args.measure
+        print(json.dumps(measure(checkout, parts, work, merger, float(now), pause)))
         return 0
     with tempfile.TemporaryDirectory(prefix="upcheck-merge-") as tmp:
         scratch = Path(tmp)
@@ -243,7 +281,9 @@ def main() -> int:
             ]
             for _ in range(args.rounds):
                 for ref, checkout in trees:
-                    figures = run(checkout, scratch / "parts", scratch / "work", merger, now + 1)
+                    figures = run(
+                        checkout, scratch / "parts", scratch / "work", merger, now + 1, args.pause
+                    )
                     cells = [fmt.format(figures[key]) for key, _, fmt in COLUMNS]
                     print(f"{ref[:12]:<12}  " + " | ".join(cells), flush=True)
     return 0
