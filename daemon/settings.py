@@ -19,6 +19,17 @@ from daemon.sources.parse import INTERVAL_LIMITS, TIMEOUT_LIMITS, limits_problem
 
 CLOUDWATCH_URL_METRICS = ("ResponseTime", "Up", "StatusCode")
 
+# Seconds, like INTERVAL_LIMITS. Under a second, the reloader and the publisher turn into busy
+# loops: a look at the CSV (an S3 request), a results-file write and a CloudWatch push many times
+# a second, for figures nobody reads that often. Over a day, a typo (SIGHUP still reloads at once,
+# and SIGTERM still publishes a last time).
+RELOAD_INTERVAL_LIMITS = (1.0, 86_400.0)
+PUBLISH_INTERVAL_LIMITS = (1.0, 86_400.0)
+# Every member calls ecs:ListTasks and ecs:DescribeTasks once a refresh, against its account's
+# per-Region ECS API quota that deployments and the console share: a few seconds apart at least.
+# A departed member's URLs wait up to one refresh for a new owner: an hour at most.
+SHARD_REFRESH_LIMITS = (5.0, 3_600.0)
+
 
 class ConfigError(ValueError):
     """Bad settings. The message lists every problem found, on one line."""
@@ -69,7 +80,7 @@ _OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
         "--reload-interval",
         "UPCHECK_RELOAD_INTERVAL",
         "60",
-        "seconds between checks of the targets CSV for change",
+        "seconds between checks of the targets CSV for change, 1 to 86400",
     ),
     (
         "--results",
@@ -81,7 +92,7 @@ _OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
         "--publish-interval",
         "UPCHECK_PUBLISH_INTERVAL",
         "60",
-        "seconds between results-file writes and CloudWatch pushes",
+        "seconds between results-file writes and CloudWatch pushes, 1 to 86400",
     ),
     (
         "--cloudwatch-namespace",
@@ -114,7 +125,7 @@ _OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
         "--shard-refresh-interval",
         "UPCHECK_SHARD_REFRESH_INTERVAL",
         "30",
-        "with --shard ecs: seconds between two looks at the service's running tasks",
+        "with --shard ecs: seconds between two looks at the service's running tasks, 5 to 3600",
     ),
     (
         "--log-level",
@@ -310,8 +321,15 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
             "still run when the next is due"
         )
     concurrency = int(_positive("--concurrency", raw["--concurrency"] or "", problems, True))
-    reload_interval = _positive("--reload-interval", raw["--reload-interval"] or "", problems)
-    publish_interval = _positive("--publish-interval", raw["--publish-interval"] or "", problems)
+    reload_interval = _positive(
+        "--reload-interval", raw["--reload-interval"] or "", problems, limits=RELOAD_INTERVAL_LIMITS
+    )
+    publish_interval = _positive(
+        "--publish-interval",
+        raw["--publish-interval"] or "",
+        problems,
+        limits=PUBLISH_INTERVAL_LIMITS,
+    )
     results = (raw["--results"] or "").strip()
     if results.startswith("s3://"):
         bucket, _, key = results[5:].partition("/")
@@ -333,7 +351,10 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Setti
     except ValueError as exc:
         problems.append(str(exc))
     shard_refresh = _positive(
-        "--shard-refresh-interval", raw["--shard-refresh-interval"] or "", problems
+        "--shard-refresh-interval",
+        raw["--shard-refresh-interval"] or "",
+        problems,
+        limits=SHARD_REFRESH_LIMITS,
     )
     metadata_url = None
     if shard.mode == "ecs":

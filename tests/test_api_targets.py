@@ -89,6 +89,24 @@ def test_a_host_from_a_variable_is_never_quoted_in_the_reason(monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        (".".join(["a" * 63] * 3 + ["b" * 62]), "the host is longer than 253 characters"),
+        (
+            ".".join(["\u00fc" * 30] * 8),
+            "the host is longer than 253 characters once IDNA-encoded",
+        ),
+    ],
+)
+def test_a_host_from_a_variable_too_long_for_dns_is_refused_and_not_shown(
+    monkeypatch, host, reason
+):
+    monkeypatch.setenv("UPCHECK_TEST_HOST", host)
+    parsed = parse_targets(b"url\nhttps://${UPCHECK_TEST_HOST}/\nhttps://ok.example/\n")
+    assert parsed.errors == (f"line 2: bad url 'https://${{UPCHECK_TEST_HOST}}/': {reason}",)
+
+
 def test_a_row_without_the_new_columns_is_the_target_it_always_was():
     (target,) = parse_targets(b"url,name\nhttps://shop.example/,shop\n").targets
     assert target == Target(url="https://shop.example/", name="shop")

@@ -17,7 +17,7 @@ from tests import servers as srv
 from tests.daemon_process import DaemonProcess
 from tests.support import MotoServer, wait_until
 
-FAST = ("--interval", "1", "--reload-interval", "0.3", "--publish-interval", "0.5")
+FAST = ("--interval", "1", "--reload-interval", "1", "--publish-interval", "1")
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_sigterm_makes_the_last_writes_to_s3_and_cloudwatch(tmp_path, servers, m
     site = f"http://127.0.0.1:{servers.wsgi(srv.text_app())}/"
     prepare(moto, site)
     daemon = DaemonProcess(
-        *AWS_ARGS, "--interval", "1", "--reload-interval", "0.3", "--publish-interval", "3600",
+        *AWS_ARGS, "--interval", "1", "--reload-interval", "1", "--publish-interval", "3600",
         env=moto.env(), log=tmp_path / "log",
     )  # fmt: skip
     try:
@@ -201,7 +201,7 @@ def test_sigterm_makes_the_last_writes_to_s3_and_cloudwatch(tmp_path, servers, m
 
 @pytest.mark.parametrize(
     ("publish_interval", "in_flight"),
-    [("3600", 0), ("0.5", 2)],
+    [("3600", 0), ("1", 2)],
     ids=["last-writes-hang", "pushes-in-flight-hang"],
 )
 def test_sigterm_exits_in_time_when_aws_never_answers(

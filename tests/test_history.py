@@ -31,7 +31,7 @@ from tests.support import MotoServer, wait_until
 
 HOUR, DAY = 3600, 86_400
 T0 = 1_800_000_000  # a whole hour (and 5-minute period) in unix time
-FAST = ("--interval", "1", "--reload-interval", "0.3", "--publish-interval", "0.5")
+FAST = ("--interval", "1", "--reload-interval", "1", "--publish-interval", "1")
 
 
 def result(up: bool, at: float, ms: float = 12.0, attempts: int = 1) -> ProbeResult:

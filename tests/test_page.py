@@ -298,7 +298,7 @@ def test_chromium_shows_each_url_with_its_state_and_uptime(tmp_path, servers, ca
     csv.write_text("url,name\n" + "".join(f"{url},{name}\n" for name, url in sites.items()))
     with DaemonProcess(
         "--targets", str(csv), "--results", str(tmp_path / "results.json"), "--ca-file",
-        str(ca_file), "--interval", "1", "--publish-interval", "0.5", log=tmp_path / "log",
+        str(ca_file), "--interval", "1", "--publish-interval", "1", log=tmp_path / "log",
     ) as daemon:  # fmt: skip
 
         def probed_twice() -> bool:

@@ -76,7 +76,7 @@ def test_no_secret_shows_in_any_output_after_a_run(tmp_path, servers, moto):
     daemon = DaemonProcess(
         "--targets", str(csv), "--results", str(results),
         "--cloudwatch-namespace", "Upcheck/Sweep", "--cloudwatch-url-metrics",
-        "ResponseTime,Up,StatusCode", "--interval", "1", "--publish-interval", "0.5",
+        "ResponseTime,Up,StatusCode", "--interval", "1", "--publish-interval", "1",
         "--log-level", "debug", env=env, log=tmp_path / "daemon.log",
     )  # fmt: skip
     cloudwatch = boto3.client(

@@ -127,6 +127,84 @@ def test_intervals_and_timeouts_at_their_bounds_are_accepted(csv, argv, interval
     assert (s.interval, s.timeout) == (interval, timeout)
 
 
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (
+            ["--reload-interval", "0.001"],
+            {},
+            "--reload-interval must be at least 1 s, got '0.001'",
+        ),
+        (
+            [],
+            {"UPCHECK_RELOAD_INTERVAL": "86401"},
+            "--reload-interval must be at most 86400 s, got '86401'",
+        ),
+        (
+            ["--publish-interval", "1e-9"],
+            {},
+            "--publish-interval must be at least 1 s, got '1e-9'",
+        ),
+        (
+            [],
+            {"UPCHECK_PUBLISH_INTERVAL": "1e300"},
+            "--publish-interval must be at most 86400 s, got '1e300'",
+        ),
+        (
+            ["--shard-refresh-interval", "1"],
+            {},
+            "--shard-refresh-interval must be at least 5 s, got '1'",
+        ),
+        (
+            [],
+            {"UPCHECK_SHARD_REFRESH_INTERVAL": "3601"},
+            "--shard-refresh-interval must be at most 3600 s, got '3601'",
+        ),
+        (
+            ["--publish-interval", "nan"],
+            {},
+            "--publish-interval must be greater than 0, got 'nan'",
+        ),
+        (
+            ["--shard-refresh-interval", "-30"],
+            {},
+            "--shard-refresh-interval must be greater than 0, got '-30'",
+        ),
+    ],
+)
+def test_an_absurd_reload_publish_or_membership_interval_is_refused(csv, argv, environ, message):
+    """`--publish-interval 0.001` rewrote the results file (and pushed to S3 and CloudWatch) a
+    thousand times a second; `--shard-refresh-interval 0.001` called ECS ListTasks as often."""
+    with pytest.raises(ConfigError) as caught:
+        load(["--targets", csv, *argv], environ=environ)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--reload-interval", "1", "--publish-interval", "1", "--shard-refresh-interval", "5"],
+            (1, 1, 5),
+        ),
+        (
+            [
+                "--reload-interval",
+                "86400",
+                "--publish-interval",
+                "86400",
+                "--shard-refresh-interval",
+                "3600",
+            ],
+            (86400, 86400, 3600),
+        ),
+    ],
+)
+def test_reload_publish_and_membership_intervals_at_their_bounds_are_accepted(csv, argv, expected):
+    s = load(["--targets", csv, *argv], environ={})
+    assert (s.reload_interval, s.publish_interval, s.shard_refresh_interval) == expected
+
+
 def test_a_ca_bundle_that_is_not_pem_is_refused_at_start(csv, tmp_path):
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
@@ -161,6 +239,45 @@ def test_bad_configuration_exits_2_with_one_clear_line(csv, argv, fragment):
         text=True,
         timeout=60,
         env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("upcheck: error: ") and fragment in lines[0]
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "fragment"),
+    [
+        (["--reload-interval", "0.001"], {}, "--reload-interval must be at least 1 s"),
+        (["--publish-interval", "0.001"], {}, "--publish-interval must be at least 1 s"),
+        (
+            ["--shard-refresh-interval", "0.001"],
+            {},
+            "--shard-refresh-interval must be at least 5 s",
+        ),
+        ([], {"UPCHECK_RELOAD_INTERVAL": "0"}, "--reload-interval must be greater than 0"),
+        ([], {"UPCHECK_PUBLISH_INTERVAL": "1e300"}, "--publish-interval must be at most 86400 s"),
+        (
+            [],
+            {"UPCHECK_SHARD_REFRESH_INTERVAL": "86400"},
+            "--shard-refresh-interval must be at most 3600 s",
+        ),
+    ],
+)
+def test_an_absurd_reload_publish_or_membership_interval_exits_2_with_one_clear_line(
+    csv, argv, env, fragment
+):
+    # --once, no results file and port 0: were the value let through, the process would probe
+    # once and end (and the test fail) rather than run a daemon writing into the working folder.
+    safe = ("--once", "--results", "-", "--listen", "127.0.0.1:0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon", "--targets", csv, *safe, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -18,7 +18,7 @@ from tests.daemon_process import ROOT, DaemonProcess
 from tests.support import MotoServer, wait_until
 from tests.test_sharding import EcsService, MetadataEndpoint, fargate_task_metadata
 
-FAST = ("--interval", "1", "--reload-interval", "0.3", "--publish-interval", "0.5")
+FAST = ("--interval", "1", "--reload-interval", "1", "--publish-interval", "1")
 URLS = 60
 
 
@@ -177,7 +177,7 @@ def test_ecs_members_take_over_a_departed_share_and_a_joining_task_takes_only_it
         endpoint.document = fargate_task_metadata(arn, service.cluster_arn, service.service)
         return DaemonProcess(
             "--targets", str(csv), "--results", str(results), "--shard", "ecs",
-            "--shard-refresh-interval", "1", *FAST,
+            "--shard-refresh-interval", "5", *FAST,
             env={**moto.env(), "ECS_CONTAINER_METADATA_URI_V4": endpoint.url},
             log=tmp_path / log,
         )  # fmt: skip
@@ -186,9 +186,13 @@ def test_ecs_members_take_over_a_departed_share_and_a_joining_task_takes_only_it
     try:
 
         def shares_settled(ms: list[DaemonProcess]) -> list[set[str]] | None:
+            """Each URL exported by exactly one member, and every member exporting some: a
+            member just started exports nothing until its first probes, while the others,
+            not yet refreshed, still cover the whole list."""
             shares = [owned(m) for m in ms]
             whole = set().union(*shares) == set(urls)
-            return shares if whole and sum(len(s) for s in shares) == len(urls) else None
+            once = sum(len(s) for s in shares) == len(urls)
+            return shares if whole and once and all(shares) else None
 
         shares = wait_until(lambda: shares_settled(members), timeout=30, what="three shares")
         assert all(m.sample("upcheck_shard_members") == 3 for m in members)

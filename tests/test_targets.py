@@ -359,6 +359,43 @@ def test_a_long_escaped_label_that_decodes_short_enough_loads():
     assert parsed.errors == () and [t.url for t in parsed.targets] == [url]
 
 
+# Host names at DNS's limit: 253 characters, the trailing dot of a fully qualified name not
+# counted; labels of 63 characters, the longest allowed.
+_NAME_253 = ".".join(["a" * 63] * 3 + ["b" * 61])
+_NAME_254 = ".".join(["a" * 63] * 3 + ["b" * 62])
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (f"http://{_NAME_254}/", "the host is longer than 253 characters"),
+        (f"http://{_NAME_254}./", "the host is longer than 253 characters"),
+        # Escapes are decoded before the name is sent: 254 characters once decoded.
+        (f"http://%61{_NAME_254[1:]}/", "the host is longer than 253 characters"),
+        # 247 characters as written, 287 once IDNA-encoded (what is sent).
+        (
+            "https://" + ".".join(["\u00fc" * 30] * 8) + "/",
+            "the host is longer than 253 characters once IDNA-encoded",
+        ),
+    ],
+)
+def test_a_host_longer_than_dns_allows_is_refused_at_load(url, reason):
+    """Such a name loaded, then failed at every probe, as a DNS error."""
+    parsed = parse_targets(f"url\nhttps://ok.example/\n{url}\n".encode())
+    assert [t.url for t in parsed.targets] == ["https://ok.example/"]
+    (error,) = parsed.errors
+    assert error.startswith("line 3: bad url ") and error.endswith(reason), error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"http://{_NAME_253}/", f"http://{_NAME_253}./", f"http://{_NAME_253}:8080/"],
+)
+def test_a_host_of_253_characters_loads(url):
+    parsed = parse_targets(f"url\n{url}\n".encode())
+    assert parsed.errors == () and [t.url for t in parsed.targets] == [url]
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -13,7 +13,7 @@ from tests import servers as srv
 from tests.daemon_process import ROOT, DaemonProcess
 from tests.support import wait_until
 
-FAST = ("--interval", "1", "--reload-interval", "0.2", "--results", "-")
+FAST = ("--interval", "1", "--reload-interval", "1", "--results", "-")
 
 
 def test_an_emptied_file_keeps_the_list_in_force_until_a_good_one_comes(tmp_path, servers):

@@ -23,7 +23,7 @@ from tests.daemon_process import DaemonProcess
 from tests.support import wait_until
 
 PACKAGE = Path(__file__).resolve().parent.parent / "daemon"
-FAST = ("--interval", "1", "--reload-interval", "0.2", "--publish-interval", "0.5")
+FAST = ("--interval", "1", "--reload-interval", "1", "--publish-interval", "1")
 
 
 def recording_server(servers, heads: list[str]) -> int:

@@ -164,6 +164,11 @@ def host_as_sent(host: str) -> str:
     return _UNRESERVED_ESCAPE.sub(lambda found: chr(int(found.group(1), 16)), host)
 
 
+# The longest name DNS can look up, written as text: 255 octets on the wire (RFC 1035) are
+# 253 characters, not counting the trailing dot of a fully qualified name.
+MAX_HOST_LENGTH = 253
+
+
 def host_problem(host: str, detail: bool = True) -> str | None:
     """Why ``host`` (as urlsplit gives it: lower case, no brackets) can never be sent, or None.
     Without ``detail``, the idna package's words (which quote the host) are left out.
@@ -171,14 +176,20 @@ def host_problem(host: str, detail: bool = True) -> str | None:
     The same rules as the probe's send path: requests IDNA-encodes a non-ASCII name with the
     ``idna`` package (UTS 46) and refuses an ASCII one that starts with ``*`` or ``.``; the
     resolver then encodes the name with Python's ``idna`` codec, which refuses an empty label
-    or one longer than 63 characters (one trailing dot is a fully qualified name).
+    or one longer than 63 characters (one trailing dot is a fully qualified name). A name
+    longer than DNS allows passes both and fails at every lookup, so it is refused here,
+    measured as sent (IDNA-encoded).
     """
     if ":" in host:  # an IPv6 literal: urlsplit has checked it
         return None
-    if not host.isascii():
+    too_long = f"the host is longer than {MAX_HOST_LENGTH} characters"
+    encoded = not host.isascii()
+    if encoded:
         try:
             host = idna.encode(host, uts46=True).decode("ascii")
         except UnicodeError as exc:  # idna.IDNAError and its kin
+            if getattr(exc, "code", None) == "domain_too_long" or str(exc) == "Domain too long":
+                return f"{too_long} once IDNA-encoded"
             reason = f" ({exc})" if detail else ""
             return f"the host is not a valid international name{reason}"
     elif host.startswith(("*", ".")):
@@ -190,6 +201,8 @@ def host_problem(host: str, detail: bool = True) -> str | None:
         return "the host has an empty label"
     if any(len(label) > 63 for label in labels):
         return "the host has a label longer than 63 characters"
+    if len(".".join(labels)) > MAX_HOST_LENGTH:
+        return f"{too_long} once IDNA-encoded" if encoded else too_long
     return None
 
 
