@@ -507,6 +507,62 @@ def test_a_deflate_body_whose_first_chunk_is_one_byte_is_decoded(servers, prober
     assert result.up, result.error
 
 
+def test_an_endless_tail_after_a_gzip_body_is_not_buffered_and_stops_at_10_mib(servers, prober):
+    """What follows the end of a compressed stream is ignored, but it still arrives: it counts
+    toward the 10 MiB as it came, rather than piling up in zlib's leftovers for ever."""
+    import gzip
+
+    def handler(sock: socket.socket) -> None:
+        srv.read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(b"ok"))
+        junk = b"J" * 65536
+        for _ in range(320):  # 20 MiB at most: the test cannot run away
+            sock.sendall(junk)
+
+    port = servers.raw(handler)
+    assert_failed(probe(prober, f"http://127.0.0.1:{port}/"), "too_large", "10 MiB")
+
+
+def test_more_than_five_content_codings_fail_as_protocol(servers, prober):
+    import gzip
+
+    data = b"the shop is open"
+    for _ in range(6):
+        data = gzip.compress(data)
+    coding = ", ".join(["gzip"] * 6).encode()
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: " + coding + b"\r\n\r\n" + data
+    port = servers.raw(answers(raw))
+    result = probe(prober, f"http://127.0.0.1:{port}/")
+    assert_failed(result, "protocol", "more than 5 content codings")
+
+
+def test_a_server_that_never_pauses_does_not_hold_the_event_loop(servers, prober):
+    """gevent's recv only yields when nothing is waiting: a body of tiny chunks sent without
+    pause kept the probe (and every other greenlet) busy past its deadline."""
+    ticks: list[int] = []
+
+    def ticker() -> None:
+        for _ in range(1000):
+            gevent.sleep(0.01)
+            ticks.append(1)
+
+    def handler(sock: socket.socket) -> None:
+        srv.read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        burst = b"1\r\nx\r\n" * 10_000
+        for _ in range(1000):  # 60 MB at most
+            sock.sendall(burst)
+
+    port = servers.raw(handler)
+    watcher = gevent.spawn(ticker)
+    try:
+        result = probe(prober, f"http://127.0.0.1:{port}/", timeout=2)
+    finally:
+        watcher.kill()
+    assert result.error_kind in ("timeout", "too_large"), result
+    assert len(ticks) >= 5, len(ticks)  # the loop turned while the probe read
+
+
 def test_a_body_that_is_not_the_gzip_it_claims_fails_as_protocol(servers, prober):
     raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nplain text, not gzip"
     port = servers.raw(answers(raw))

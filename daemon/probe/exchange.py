@@ -185,11 +185,15 @@ def read_body(target: Target, method: str, answer: Answer, outcome: Outcome) -> 
     scan = BodyScan(target, headers.get("Content-Type")) if target.reads_body else None
     coding = headers.get("Content-Encoding")
     decoder = http1.Decoder.of(coding, MAX_BODY_BYTES) if coding else None
+    reader = answer.reader
+    head = reader.consumed
     size = 0
-    for data in http1.body(answer.reader, answer.status, headers):
+    for data in http1.body(reader, answer.status, headers):
         chunk = data if decoder is None else decoder.feed(data)
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        # Both as decoded and as it came (framing and whatever follows a compressed stream
+        # included): a body that decodes to little cannot make the probe read forever.
+        if size > MAX_BODY_BYTES or reader.received - head > MAX_BODY_BYTES:
             raise ProbeFailure("too_large", f"body larger than {MAX_BODY_BYTES // 2**20} MiB")
         if scan is not None:
             scan.feed(chunk)

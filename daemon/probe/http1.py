@@ -20,6 +20,8 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 
+import gevent
+
 from daemon.probe.classify import ProbeFailure
 
 Recv = Callable[[int], bytes]  # a socket's recv: at most n bytes, b"" at the end of the stream
@@ -27,6 +29,7 @@ Recv = Callable[[int], bytes]  # a socket's recv: at most n bytes, b"" at the en
 MAX_LINE = 65536  # a status, header or chunk-size line (http.client's limit)
 MAX_HEADERS = 100  # header lines in one head (http.client's limit)
 MAX_INTERIM_RESPONSES = 10
+MAX_CODINGS = 5  # content codings in one Content-Encoding (urllib3's limit)
 READ_SIZE = 64 * 1024
 
 _NO_BODY_STATUS = frozenset((204, 304))
@@ -40,18 +43,31 @@ _GZIP_MAGIC = b"\x1f\x8b"
 class Reader:
     """Buffered reads from one connection: lines for the head, blocks for the body."""
 
-    __slots__ = ("_data", "_pos", "_recv")
+    __slots__ = ("_data", "_pos", "_recv", "received")
 
     def __init__(self, recv: Recv) -> None:
         self._recv = recv
         self._data = b""
         self._pos = 0
+        self.received = 0  # bytes read from the connection so far
+
+    @property
+    def consumed(self) -> int:
+        """Bytes handed out so far (read from the connection and no longer buffered)."""
+        return self.received - (len(self._data) - self._pos)
 
     def _more(self) -> bool:
         """Read what the connection has next onto the buffer; False at the end of the stream."""
         data = self._recv(READ_SIZE)
         if not data:
             return False
+        self.received += len(data)
+        if len(data) == READ_SIZE:
+            # More is waiting, and gevent's recv only yields when nothing is: without a turn
+            # of the event loop here, a server that sends without pause would hold the whole
+            # daemon, and the probe's own deadline could not strike. A timer, not sleep(0),
+            # which runs queued callbacks but neither timers (the deadline) nor sockets.
+            gevent.sleep(1e-6)
         if self._pos < len(self._data):
             self._data = self._data[self._pos :] + data
         else:
@@ -284,7 +300,7 @@ class Decoder:
     most ``limit`` bytes in all: a small compressed body that would expand past the limit is
     stopped there, not inflated in memory first."""
 
-    __slots__ = ("_codings", "_early", "_limit", "_steps")
+    __slots__ = ("_codings", "_early", "_finished", "_limit", "_steps")
 
     def __init__(self, content_encoding: str, limit: int) -> None:
         listed = [c.strip().lower() for c in content_encoding.split(",")]
@@ -292,6 +308,7 @@ class Decoder:
         self._codings = [c for c in reversed(listed) if c and c != "identity"]
         self._steps: list[zlib._Decompress | None] = [None] * len(self._codings)
         self._early = [b""] * len(self._codings)  # a first byte, before the decoder is chosen
+        self._finished = [False] * len(self._codings)  # the stream ended: the rest is ignored
         self._limit = limit
 
     @classmethod
@@ -299,7 +316,10 @@ class Decoder:
         """The decoder for a Content-Encoding; None when there is nothing to undo, or a
         coding this decoder does not know (the body is then taken as it came, as urllib3
         takes it)."""
-        codings = {c.strip().lower() for c in content_encoding.split(",")} - {"identity", ""}
+        listed = content_encoding.split(",")
+        if len(listed) > MAX_CODINGS:
+            raise ProbeFailure("protocol", f"more than {MAX_CODINGS} content codings")
+        codings = {c.strip().lower() for c in listed} - {"identity", ""}
         if not codings or not codings <= _CODINGS:
             return None
         return cls(content_encoding, limit)
@@ -310,6 +330,8 @@ class Decoder:
         return data
 
     def _undo(self, index: int, coding: str, data: bytes) -> bytes:
+        if not data or self._finished[index]:
+            return b""  # nothing yet, or past the end of the stream: ignored, not buffered
         step = self._steps[index]
         if step is None:
             if coding == "deflate":
@@ -337,6 +359,7 @@ class Decoder:
                     # anything else after the end of the stream is ignored, as browsers do.
                     rest = step.unused_data
                     if coding == "deflate" or not rest.startswith(_GZIP_MAGIC):
+                        self._finished[index] = True
                         break
                     data = rest
                     step = self._steps[index] = zlib.decompressobj(16 + zlib.MAX_WBITS)
